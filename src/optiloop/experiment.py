@@ -1,0 +1,684 @@
+"""The experiment spec and the plain records that flow through optiloop.
+
+An experiment spec has the shape of SigOpt's v1 ``experiments`` object, so the
+same dict works in a YAML file, in Python (``conn.experiments().create(**spec)``)
+and over REST:
+
+.. code-block:: yaml
+
+    name: digits-lars
+    type: offline            # offline (Bayesian) | random | sobol | grid
+    parameters:
+      - {name: train_epochs, type: int, bounds: {min: 6, max: 20}}
+      - {name: base_lr, type: double, bounds: {min: 0.5, max: 20},
+         transformation: log}
+      - {name: weight_decay, type: double,
+         grid_pow2: {base: 1.0e-4, min: 1.0e-5, max: 4.0e-4}}
+      - {name: block, type: categorical, categorical_values: [basic, wide]}
+    metrics:
+      - {name: eval_accuracy, objective: maximize, strategy: constraint,
+         threshold: 0.97}
+      - {name: converge_epoch, objective: minimize}
+    observation_budget: 30
+    parallel_bandwidth: 2
+    seeds_per_point: 3       # optiloop's own field
+
+Every rule is checked here, once, by pydantic; ``parse_spec`` turns a
+failure into one ``SpecError`` whose lines each name the field, the rule, the
+value and the fix.  A spec that fails creates nothing.
+
+``grid_pow2`` is optiloop's convenience for MLPerf's rule "weight decay =
+1e-4 x 2^N": it expands to the grid ``base * 2**n`` for every integer ``n``
+with the value inside ``[min, max]``, both ends included (the example above
+gives 1.25e-5, 2.5e-5, 5e-5, 1e-4, 2e-4 and 4e-4).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from optiloop.errors import SpecError
+from optiloop.space import (
+    Assignments,
+    CategoricalParameter,
+    DoubleParameter,
+    GridParameter,
+    IntParameter,
+    Parameter,
+    Space,
+)
+
+MAX_NAME_LENGTH = 100
+
+# Experiment types: SigOpt's ``offline`` is its Bayesian optimizer; optiloop
+# adds ``sobol``.
+Strategy = Literal["offline", "random", "sobol", "grid"]
+
+# Relative slack when deciding whether base * 2**n lies inside [min, max], so
+# that a typed 4.0e-4 keeps 1e-4 * 2**2.
+_POW2_RTOL = 1e-9
+
+
+class _Strict(BaseModel):
+    """Refuses unknown fields, so a typo is an error instead of a silent no-op."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Bounds(_Strict):
+    min: float
+    max: float
+
+    @field_validator("min", "max")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {value}")
+        return value
+
+
+class Pow2Grid(_Strict):
+    """The grid ``base * 2**n`` for the integers ``n`` that land in [min, max]."""
+
+    base: float = Field(gt=0)
+    min: float = Field(gt=0)
+    max: float = Field(gt=0)
+
+    def expand(self) -> list[float]:
+        lowest = math.ceil(math.log2(self.min / self.base) - _POW2_RTOL)
+        highest = math.floor(math.log2(self.max / self.base) + _POW2_RTOL)
+        return [self.base * 2.0**n for n in range(lowest, highest + 1)]
+
+
+class CategoricalValue(_Strict):
+    name: str
+
+
+class ParameterSpec(_Strict):
+    name: str
+    type: Literal["int", "double", "categorical"]
+    bounds: Bounds | None = None
+    transformation: Literal["none", "log"] | None = None
+    grid: list[float] | None = None
+    grid_pow2: Pow2Grid | None = None
+    categorical_values: list[str | CategoricalValue] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_length(cls, name: str) -> str:
+        return _check_name(name)
+
+    @model_validator(mode="after")
+    def _rules(self) -> ParameterSpec:
+        if self.type == "categorical":
+            self._check_categorical()
+        else:
+            self._check_numeric()
+        return self
+
+    @property
+    def is_log(self) -> bool:
+        return self.transformation == "log"
+
+    @property
+    def categories(self) -> list[str]:
+        values = self.categorical_values or []
+        return [v if isinstance(v, str) else v.name for v in values]
+
+    def grid_values(self) -> list[float] | None:
+        """The explicit grid, from ``grid`` or expanded from ``grid_pow2``."""
+        if self.grid_pow2 is not None:
+            return self.grid_pow2.expand()
+        return None if self.grid is None else list(self.grid)
+
+    def effective_bounds(self) -> Bounds:
+        """The declared bounds, or the ends of the grid when none are given."""
+        if self.bounds is not None:
+            return self.bounds
+        if self.grid_pow2 is not None:
+            return Bounds(min=self.grid_pow2.min, max=self.grid_pow2.max)
+        grid = self.grid_values() or [0.0]
+        return Bounds(min=min(grid), max=max(grid))
+
+    def to_parameter(self) -> Parameter:
+        """The numeric parameter of ``optiloop.space`` this spec describes."""
+        if self.type == "categorical":
+            return CategoricalParameter(self.name, tuple(self.categories))
+        grid = self.grid_values()
+        if grid is not None:
+            members = sorted(int(v) for v in grid) if self.type == "int" else grid
+            return GridParameter(self.name, tuple(sorted(members)), self.is_log)
+        bounds = self.effective_bounds()
+        if self.type == "int":
+            return IntParameter(self.name, int(bounds.min), int(bounds.max))
+        return DoubleParameter(self.name, bounds.min, bounds.max, self.is_log)
+
+    def _check_categorical(self) -> None:
+        where = f"parameter {self.name!r}"
+        for name in ("bounds", "grid", "grid_pow2", "transformation"):
+            if getattr(self, name) is not None:
+                raise ValueError(
+                    f"{name} is not allowed on categorical {where}; "
+                    "remove it or make the parameter int or double"
+                )
+        categories = self.categories
+        if not categories:
+            raise ValueError(
+                f"categorical_values must list at least one value for {where}, "
+                "got none; add the categories"
+            )
+        repeated = sorted({c for c in categories if categories.count(c) > 1})
+        if repeated:
+            raise ValueError(
+                f"categorical_values must be distinct for {where}, got "
+                f"{repeated} more than once; list each value once"
+            )
+
+    def _check_numeric(self) -> None:
+        where = f"parameter {self.name!r}"
+        if self.categorical_values is not None:
+            raise ValueError(
+                f"categorical_values is only for categorical parameters, "
+                f"{where} is {self.type}; remove it or set type: categorical"
+            )
+        if self.grid is not None and self.grid_pow2 is not None:
+            raise ValueError(
+                f"grid and grid_pow2 exclude each other on {where}; keep one"
+            )
+        if self.bounds is None and self.grid is None and self.grid_pow2 is None:
+            raise ValueError(
+                f"bounds are required for {self.type} {where}; "
+                "add bounds: {min: ..., max: ...} or a grid"
+            )
+        if self.grid_pow2 is not None and self.type != "double":
+            raise ValueError(
+                f"grid_pow2 needs type double, {where} is {self.type}; "
+                "set type: double"
+            )
+        if self.bounds is not None:
+            self._check_bounds(self.bounds, where)
+        if self.is_log:
+            self._check_log(where)
+        grid = self.grid_values()
+        if grid is not None:
+            self._check_grid(grid, where)
+
+    def _check_bounds(self, bounds: Bounds, where: str) -> None:
+        if not bounds.min < bounds.max:
+            raise ValueError(
+                f"bounds.min < bounds.max must hold for {where}, got "
+                f"min={bounds.min}, max={bounds.max}; give a min below the max"
+            )
+        if self.type == "int":
+            for end in ("min", "max"):
+                value = getattr(bounds, end)
+                if value != int(value):
+                    raise ValueError(
+                        f"bounds.{end} of int {where} must be an integer, got "
+                        f"{value}; use whole numbers or type: double"
+                    )
+
+    def _check_log(self, where: str) -> None:
+        if self.type != "double":
+            raise ValueError(
+                f"transformation: log needs type double, {where} is "
+                f"{self.type}; set type: double or drop the transformation"
+            )
+        low = self.effective_bounds().min
+        if low <= 0:
+            raise ValueError(
+                f"bounds.min > 0 must hold on a log scale for {where}, got "
+                f"min={low}; raise the min above 0 or drop transformation: log"
+            )
+
+    def _check_grid(self, grid: list[float], where: str) -> None:
+        if not grid:
+            raise ValueError(
+                f"the grid of {where} is empty; list at least one value "
+                "(or widen grid_pow2's min and max)"
+            )
+        repeated = sorted({v for v in grid if grid.count(v) > 1})
+        if repeated:
+            raise ValueError(
+                f"grid values must be distinct for {where}, got {repeated} "
+                "more than once; list each value once"
+            )
+        if self.type == "int":
+            fractional = [v for v in grid if v != int(v)]
+            if fractional:
+                raise ValueError(
+                    f"grid values of int {where} must be integers, got "
+                    f"{fractional}; use whole numbers or type: double"
+                )
+        if self.bounds is not None:
+            low, high = self.bounds.min, self.bounds.max
+            outside = [v for v in grid if not low <= v <= high]
+            if outside:
+                raise ValueError(
+                    f"grid values must lie within bounds [{low}, {high}] for "
+                    f"{where}, got {outside}; remove them or widen the bounds"
+                )
+
+
+class MetricSpec(_Strict):
+    name: str
+    objective: Literal["minimize", "maximize"] = "maximize"
+    strategy: Literal["optimize", "constraint", "store"] = "optimize"
+    threshold: float | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_length(cls, name: str) -> str:
+        return _check_name(name)
+
+    @field_validator("threshold")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"threshold must be a finite number, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _constraint_has_threshold(self) -> MetricSpec:
+        if self.strategy == "constraint" and self.threshold is None:
+            raise ValueError(
+                f"constraint metric {self.name!r} needs a threshold; "
+                "add threshold: <value> or set strategy: optimize"
+            )
+        return self
+
+    def to_minimize(self, value: float) -> float:
+        """The value on a scale where smaller is always better."""
+        return value if self.objective == "minimize" else -value
+
+    def threshold_met(self, value: float) -> bool:
+        """Whether ``value`` meets the threshold; a value exactly at it does."""
+        if self.threshold is None:
+            return True
+        if self.objective == "minimize":
+            return value <= self.threshold
+        return value >= self.threshold
+
+
+class ConvergeSpec(_Strict):
+    """How the runner derives a converge epoch from per-epoch metrics."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    metric: str
+    target: float
+    objective: Literal["minimize", "maximize"] = "maximize"
+    as_: str = Field(default="converge_epoch", alias="as")
+
+
+class JobSpec(_Strict):
+    """The training job the runner launches for every seed of every point.
+
+    ``command`` is a template: ``{name}`` is replaced by a parameter's value
+    and ``{seed}`` by the run's seed.
+    """
+
+    command: str
+    converge: ConvergeSpec | None = None
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    seed_base: int = 0
+
+    def placeholders(self) -> list[str]:
+        fields = string.Formatter().parse(self.command)
+        return [name for _, name, _, _ in fields if name]
+
+
+class ExperimentSpec(_Strict):
+    name: str = "experiment"
+    type: Strategy = "offline"
+    parameters: list[ParameterSpec] = Field(min_length=1)
+    metrics: list[MetricSpec] = Field(min_length=1)
+    observation_budget: int | None = Field(default=None, ge=1)
+    parallel_bandwidth: int = Field(default=1, ge=1)
+    seeds_per_point: int = Field(default=1, ge=1)
+    metadata: dict[str, Any] | None = None
+    job: JobSpec | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_length(cls, name: str) -> str:
+        return _check_name(name)
+
+    @model_validator(mode="after")
+    def _rules(self) -> ExperimentSpec:
+        _refuse_repeats("parameters", [p.name for p in self.parameters])
+        _refuse_repeats("metrics", [m.name for m in self.metrics])
+        optimized = [m.name for m in self.metrics if m.strategy == "optimize"]
+        if not optimized:
+            raise ValueError(
+                "metrics must include at least one with strategy: optimize, got "
+                f"{[m.name for m in self.metrics]} all constraint or store; "
+                "mark the metric to optimize"
+            )
+        if len(optimized) > 2:
+            raise ValueError(
+                f"metrics may optimize at most two metrics, got {optimized}; "
+                "make the others constraints or stored metrics"
+            )
+        if self.job is not None:
+            self._check_job(self.job)
+        return self
+
+    def _check_job(self, job: JobSpec) -> None:
+        known = {p.name for p in self.parameters} | {"seed"}
+        for name in job.placeholders():
+            if name not in known:
+                raise ValueError(
+                    f"job.command uses {{{name}}}, which is neither a "
+                    f"parameter nor {{seed}}; known names are {sorted(known)}"
+                )
+        metric_names = [m.name for m in self.metrics]
+        if job.converge is not None:
+            for where, name in (
+                ("job.converge.metric", job.converge.metric),
+                ("job.converge.as", job.converge.as_),
+            ):
+                if name not in metric_names:
+                    raise ValueError(
+                        f"{where} names metric {name!r}, which the experiment "
+                        f"does not define; metrics are {metric_names}; add it "
+                        "to metrics or fix the name"
+                    )
+
+    @property
+    def strategy(self) -> Strategy:
+        return self.type
+
+    def space(self) -> Space:
+        return Space([p.to_parameter() for p in self.parameters])
+
+    def metric(self, name: str) -> MetricSpec:
+        for metric in self.metrics:
+            if metric.name == name:
+                return metric
+        raise KeyError(name)
+
+    @property
+    def optimized_metrics(self) -> list[MetricSpec]:
+        return [m for m in self.metrics if m.strategy == "optimize"]
+
+    @property
+    def reported_metrics(self) -> list[MetricSpec]:
+        """Metrics every successful observation must report."""
+        return [m for m in self.metrics if m.strategy != "store"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain JSON-ready data, in SigOpt's field names."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One metric of one observation: the mean over seeds and its spread."""
+
+    name: str
+    value: float
+    value_stddev: float | None = None
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A point the optimizer asked to evaluate; ``open`` until observed."""
+
+    id: int
+    experiment_id: int
+    assignments: Assignments
+    state: Literal["open", "closed"] = "open"
+    created: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What was measured at a point; ``failed`` observations carry no values."""
+
+    assignments: Assignments
+    values: tuple[MetricValue, ...] = ()
+    failed: bool = False
+    id: int | None = None
+    experiment_id: int | None = None
+    suggestion_id: int | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    created: datetime | None = None
+
+    def value(self, name: str) -> float | None:
+        for metric_value in self.values:
+            if metric_value.name == name:
+                return metric_value.value
+        return None
+
+    def stddev(self, name: str) -> float | None:
+        for metric_value in self.values:
+            if metric_value.name == name:
+                return metric_value.value_stddev
+        return None
+
+
+def parse_spec(data: Mapping[str, Any]) -> ExperimentSpec:
+    """Validate a spec dict; every problem is reported in one SpecError."""
+    try:
+        return ExperimentSpec.model_validate(dict(data))
+    except ValidationError as error:
+        raise SpecError(_describe(error)) from None
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    """Read a YAML or JSON experiment file and validate it."""
+    import yaml  # YAML is a superset of JSON, so one reader serves both.
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such experiment file; check the path") from None
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path}: not valid YAML or JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"{path}: an experiment file must hold a mapping of fields "
+            f"(name, parameters, metrics, ...), got {type(data).__name__}"
+        )
+    try:
+        return parse_spec(data)
+    except SpecError as error:
+        raise SpecError(f"{path}: {error}") from None
+
+
+def check_values(
+    spec: ExperimentSpec,
+    values: Sequence[Mapping[str, Any]] | None,
+    failed: bool,
+) -> tuple[MetricValue, ...]:
+    """Validate an observation's ``values`` against the spec's metrics.
+
+    A failed observation carries no values.  Otherwise each metric that is
+    optimized or constrained needs one finite value; a stddev, when given,
+    is finite and not negative.
+    """
+    if failed:
+        if values:
+            raise SpecError(
+                "values: a failed observation carries no values, got "
+                f"{len(values)}; drop values or set failed: false"
+            )
+        return ()
+    known = {m.name for m in spec.metrics}
+    checked: dict[str, MetricValue] = {}
+    for index, item in enumerate(values or []):
+        checked_value = _check_value(index, item, known)
+        if checked_value.name in checked:
+            raise SpecError(
+                f"values[{index}].name: metric {checked_value.name!r} is "
+                "reported twice; report each metric once"
+            )
+        checked[checked_value.name] = checked_value
+    missing = [m.name for m in spec.reported_metrics if m.name not in checked]
+    if missing:
+        raise SpecError(
+            f"values: a value is required for metric {missing[0]!r}, got none; "
+            "report every optimized and constraint metric, or failed: true"
+        )
+    return tuple(checked.values())
+
+
+def is_feasible(spec: ExperimentSpec, observation: Observation) -> bool:
+    """Whether an observation succeeded and meets every metric threshold.
+
+    A point at which some seed never reached the converge target is marked
+    ``metadata["converged"] = False`` by the runner and is never feasible.
+    """
+    if observation.failed or observation.metadata.get("converged") is False:
+        return False
+    for metric in spec.metrics:
+        if metric.threshold is None:
+            continue
+        value = observation.value(metric.name)
+        if value is None or not metric.threshold_met(value):
+            return False
+    return True
+
+
+def best_observations(
+    spec: ExperimentSpec, observations: Sequence[Observation]
+) -> list[Observation]:
+    """The best feasible observations: one, or the Pareto front for two metrics.
+
+    Ties keep the earliest observation, so the answer does not change when a
+    later run merely equals the best.
+    """
+    feasible = [o for o in observations if is_feasible(spec, o)]
+    optimized = spec.optimized_metrics
+    scored = [(o, [m.to_minimize(o.value(m.name) or 0.0) for m in optimized])
+              for o in feasible]
+    if not scored:
+        return []
+    if len(optimized) == 1:
+        return [min(scored, key=lambda pair: pair[1][0])[0]]
+    front = [
+        o for o, score in scored
+        if not any(_dominates(other, score) for _, other in scored)
+    ]
+    # Keep one observation per distinct score on the front.
+    unique: dict[tuple[float, ...], Observation] = {}
+    for o in front:
+        key = tuple(m.to_minimize(o.value(m.name) or 0.0) for m in optimized)
+        unique.setdefault(key, o)
+    return list(unique.values())
+
+
+def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether score ``a`` is no worse than ``b`` everywhere and better once."""
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+def _check_value(index: int, item: Mapping[str, Any], known: set[str]) -> MetricValue:
+    where = f"values[{index}]"
+    if not isinstance(item, Mapping):
+        raise SpecError(
+            f"{where}: each value must be an object {{name, value, "
+            f"value_stddev}}, got {item!r}"
+        )
+    extra = sorted(set(item) - {"name", "value", "value_stddev"})
+    if extra:
+        raise SpecError(
+            f"{where}.{extra[0]}: unknown field; a value has only name, "
+            "value and value_stddev"
+        )
+    name = item.get("name")
+    if name not in known:
+        raise SpecError(
+            f"{where}.name: metric {name!r} is not defined by the experiment; "
+            f"metrics are {sorted(known)}"
+        )
+    value = _finite_number(f"{where}.value", item.get("value"))
+    stddev = item.get("value_stddev")
+    if stddev is not None:
+        stddev = _finite_number(f"{where}.value_stddev", stddev)
+        if stddev < 0:
+            raise SpecError(
+                f"{where}.value_stddev must be >= 0, got {stddev}; "
+                "report the standard deviation over seeds"
+            )
+    return MetricValue(str(name), value, stddev)
+
+
+def _finite_number(where: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"{where} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise SpecError(
+            f"{where} must be finite, got {value}; report a failed observation "
+            "(failed: true) for a run that diverged"
+        )
+    return float(value)
+
+
+def _check_name(name: str) -> str:
+    if not name.strip():
+        raise ValueError("name must not be empty; give a name")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(
+            f"name must be at most {MAX_NAME_LENGTH} characters, got "
+            f"{len(name)} ({name[:20]!r}...); shorten it"
+        )
+    return name
+
+
+def _refuse_repeats(field_name: str, names: list[str]) -> None:
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(
+            f"{field_name} names must be distinct, got {repeated} more than "
+            "once; rename or remove the copies"
+        )
+
+
+def _describe(error: ValidationError) -> str:
+    """One line per problem: where it is, then pydantic's or our wording."""
+    lines = []
+    for problem in error.errors():
+        where = _location(problem["loc"])
+        message = re.sub(r"^(Value|Assertion) error, ", "", problem["msg"])
+        if problem["type"] == "extra_forbidden":
+            message = "unknown field; remove it or check its spelling"
+        elif problem["type"] == "missing":
+            message = "field required; add it"
+        else:
+            message = f"{message} (got {problem.get('input')!r})" if problem[
+                "type"
+            ] not in ("value_error", "assertion_error") else message
+        lines.append(f"{where}: {message}" if where else message)
+    return "\n".join(lines)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif "[" in item or "-" in item:
+            # pydantic names union branches like "str" or "function-after[...]".
+            continue
+        else:
+            parts.append(f".{item}" if parts else item)
+    return "".join(parts)

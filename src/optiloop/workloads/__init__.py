@@ -1,0 +1,1 @@
+"""Real training programs used as objectives for hyperparameter experiments."""
