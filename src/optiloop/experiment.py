@@ -208,8 +208,7 @@ class ParameterSpec(_Strict):
             )
         if self.grid_pow2 is not None and self.type != "double":
             raise ValueError(
-                f"grid_pow2 needs type double, {where} is {self.type}; "
-                "set type: double"
+                f"grid_pow2 needs type double, {where} is {self.type}; set type: double"
             )
         if self.bounds is not None:
             self._check_bounds(self.bounds, where)
@@ -568,14 +567,17 @@ def best_observations(
     """
     feasible = [o for o in observations if is_feasible(spec, o)]
     optimized = spec.optimized_metrics
-    scored = [(o, [m.to_minimize(o.value(m.name) or 0.0) for m in optimized])
-              for o in feasible]
+    scored = [
+        (o, [m.to_minimize(o.value(m.name) or 0.0) for m in optimized])
+        for o in feasible
+    ]
     if not scored:
         return []
     if len(optimized) == 1:
         return [min(scored, key=lambda pair: pair[1][0])[0]]
     front = [
-        o for o, score in scored
+        o
+        for o, score in scored
         if not any(_dominates(other, score) for _, other in scored)
     ]
     # Keep one observation per distinct score on the front.
@@ -664,9 +666,11 @@ def _describe(error: ValidationError) -> str:
         elif problem["type"] == "missing":
             message = "field required; add it"
         else:
-            message = f"{message} (got {problem.get('input')!r})" if problem[
-                "type"
-            ] not in ("value_error", "assertion_error") else message
+            message = (
+                f"{message} (got {problem.get('input')!r})"
+                if problem["type"] not in ("value_error", "assertion_error")
+                else message
+            )
         lines.append(f"{where}: {message}" if where else message)
     return "\n".join(lines)
 

@@ -27,13 +27,12 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import product
-from typing import Union
 
 import numpy as np
 
 from optiloop.errors import SpecError
 
-Value = Union[int, float, str]
+Value = int | float | str
 Assignments = dict[str, Value]
 
 # Relative tolerance under which a user's value counts as a grid member or a
@@ -98,7 +97,7 @@ class IntParameter:
         return self.high - self.low + 1
 
     def from_unit(self, u: float) -> int:
-        index = min(int(math.floor(u * self.n_values)), self.n_values - 1)
+        index = min(math.floor(u * self.n_values), self.n_values - 1)
         return self.low + max(index, 0)
 
     def to_unit(self, value: Value) -> float:
@@ -199,7 +198,7 @@ class CategoricalParameter:
         return value
 
 
-Parameter = Union[DoubleParameter, IntParameter, GridParameter, CategoricalParameter]
+Parameter = DoubleParameter | IntParameter | GridParameter | CategoricalParameter
 
 
 class Space:
@@ -237,9 +236,7 @@ class Space:
 
     def from_unit(self, point: Sequence[float] | np.ndarray) -> Assignments:
         """The assignments at one point of the cube, of shape ``(n_parameters,)``."""
-        return {
-            p.name: p.from_unit(float(u)) for p, u in zip(self.parameters, point)
-        }
+        return {p.name: p.from_unit(float(u)) for p, u in zip(self.parameters, point)}
 
     def to_unit(self, assignments: Mapping[str, Value]) -> np.ndarray:
         """The cube coordinates of checked assignments, shape ``(n_parameters,)``."""
@@ -294,7 +291,7 @@ class Space:
 
 def _bin(u: float, n: int) -> int:
     """The index of the equal-width bin of ``[0, 1]`` that holds ``u``."""
-    return min(max(int(math.floor(u * n)), 0), n - 1)
+    return min(max(math.floor(u * n), 0), n - 1)
 
 
 def _bad_value(name: str, value: object, wanted: str) -> SpecError:

@@ -1,0 +1,249 @@
+"""The ``optiloop`` command: run an experiment file, show its best point and status.
+
+Heavy modules (the store, the optimizers) are imported inside the commands so
+that ``optiloop --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from optiloop.errors import OptiloopError
+
+DEFAULT_DB = "sqlite:///optiloop.db"
+
+app = typer.Typer(
+    help="Find the hyperparameters that reach a target in the fewest epochs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+DbOption = Annotated[
+    str, typer.Option("--db", help="Database URL.", envvar="OPTILOOP_DB")
+]
+ExperimentOption = Annotated[
+    int | None,
+    typer.Option("--experiment", "-e", help="Experiment id (default: the newest)."),
+]
+
+
+@app.callback()
+def main(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="-v INFO, -vv DEBUG.")
+    ] = 0,
+) -> None:
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=errors, show_path=False)],
+    )
+
+
+@app.command()
+def run(
+    spec_file: Annotated[Path, typer.Argument(help="Experiment file (YAML or JSON).")],
+    db: DbOption = DEFAULT_DB,
+    observations: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Stop at this many observations (default: the budget)."
+        ),
+    ] = None,
+    parallel: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Jobs at once (default: the spec's parallel_bandwidth)."
+        ),
+    ] = None,
+    experiment: Annotated[
+        int | None,
+        typer.Option(help="Continue this experiment instead of creating one."),
+    ] = None,
+) -> None:
+    """Run an experiment file to its budget, then print the best point."""
+    from optiloop.client import Connection
+    from optiloop.experiment import load_spec
+    from optiloop.runner import LocalExecutor, run_experiment
+
+    with _user_errors():
+        spec = load_spec(spec_file)
+        conn = Connection(db=db)
+        if experiment is None:
+            experiment_id = conn.experiments().create(**spec.to_dict()).id
+            console.print(f"Created experiment {experiment_id} ({spec.name}) in {db}")
+        else:
+            experiment_id = conn.experiments(experiment).fetch().id
+            console.print(f"Continuing experiment {experiment_id} in {db}")
+
+        target = observations or spec.observation_budget
+        executor = LocalExecutor(slots=parallel or spec.parallel_bandwidth)
+        try:
+            with _progress(target, spec.seeds_per_point) as on_event:
+                summary = run_experiment(
+                    conn, experiment_id, spec, executor, observations, on_event
+                )
+        finally:
+            executor.shutdown()
+
+        console.print(
+            f"Experiment {experiment_id}: {summary.observation_count} observations "
+            f"({summary.stopped_because})."
+        )
+        _print_best(conn, experiment_id)
+
+
+@app.command()
+def best(
+    db: DbOption = DEFAULT_DB,
+    experiment: ExperimentOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print the best feasible point of an experiment."""
+    from optiloop.client import Connection
+
+    with _user_errors():
+        conn = Connection(db=db)
+        experiment_id = experiment or _newest_experiment(conn)
+        if as_json:
+            page = conn.experiments(experiment_id).best_assignments().fetch()
+            points = [_best_as_dict(item) for item in page.data]
+            typer.echo(json.dumps({"experiment": experiment_id, "best": points}))
+            return
+        _print_best(conn, experiment_id)
+
+
+@app.command()
+def status(db: DbOption = DEFAULT_DB) -> None:
+    """List the experiments with their progress and best value."""
+    from optiloop.client import Connection
+
+    with _user_errors():
+        conn = Connection(db=db)
+        table = Table("id", "name", "type", "observations", "failed", "best")
+        for item in conn.experiments().fetch().data:
+            experiment = conn.experiments(item.id)
+            observations = experiment.observations().fetch().data
+            failed = sum(1 for o in observations if o.failed)
+            budget = item.observation_budget or "-"
+            best_page = experiment.best_assignments().fetch().data
+            best_text = _values_text(best_page[0]) if best_page else "none feasible"
+            table.add_row(
+                str(item.id),
+                item.name,
+                item.type,
+                f"{len(observations)}/{budget}",
+                str(failed),
+                best_text,
+            )
+        console.print(table)
+
+
+def _print_best(conn: Any, experiment_id: int) -> None:
+    page = conn.experiments(experiment_id).best_assignments().fetch()
+    if not page.data:
+        console.print(
+            f"[yellow]Experiment {experiment_id} has no feasible point yet[/]: "
+            "no observation met every threshold."
+        )
+        return
+    for item in page.data:
+        table = Table(title=f"Best point of experiment {experiment_id}")
+        table.add_column("name")
+        table.add_column("value", justify="right")
+        for name, value in dict(item.assignments).items():
+            table.add_row(name, str(value))
+        for value in item.values:
+            spread = (
+                f" ± {value.value_stddev:.3g}"
+                if getattr(value, "value_stddev", None) is not None
+                else ""
+            )
+            table.add_row(f"[bold]{value.name}[/]", f"{value.value:.6g}{spread}")
+        console.print(table)
+
+
+def _best_as_dict(item: Any) -> dict[str, Any]:
+    return {
+        "observation": item.id,
+        "assignments": dict(item.assignments),
+        "values": {
+            v.name: {"value": v.value, "value_stddev": v.value_stddev}
+            for v in item.values
+        },
+    }
+
+
+def _values_text(item: Any) -> str:
+    return ", ".join(f"{v.name}={v.value:.4g}" for v in item.values)
+
+
+def _newest_experiment(conn: Any) -> int:
+    experiments = conn.experiments().fetch().data
+    if not experiments:
+        raise OptiloopError("no experiment in this database; run one first")
+    return max(e.id for e in experiments)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn optiloop's errors into a red message and exit status 2."""
+    try:
+        yield
+    except OptiloopError as error:
+        errors.print(f"[red]error:[/] {error}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+class _progress:
+    """A rich progress bar over observations, fed by the loop's events."""
+
+    def __init__(self, total: int | None, seeds_per_point: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._seeds = seeds_per_point
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[last]}"),
+            console=errors,
+        )
+        self._task = self._bar.add_task("observations", total=total, last="")
+
+    def __enter__(self) -> Any:
+        self._bar.start()
+        return self._on_event
+
+    def __exit__(self, *_: Any) -> None:
+        self._bar.stop()
+
+    def _on_event(self, event: Any) -> None:
+        if event.kind != "observed" or event.outcome is None:
+            return
+        outcome = event.outcome
+        if outcome.failed:
+            last = f"[red]suggestion {event.suggestion_id} failed[/]"
+        else:
+            last = ", ".join(f"{v['name']}={v['value']:.4g}" for v in outcome.values)
+        self._bar.update(self._task, completed=event.observation_count, last=last)

@@ -1,0 +1,28 @@
+"""The loops that train suggested points: executors, job output, the inner loop."""
+
+from optiloop.runner.executor import Executor, LocalExecutor
+from optiloop.runner.inner import LoopEvent, LoopSummary, run_experiment
+from optiloop.runner.jobs import (
+    PointOutcome,
+    RunResult,
+    RunTask,
+    converge_epoch,
+    parse_metric_lines,
+    render_command,
+    summarize_point,
+)
+
+__all__ = [
+    "Executor",
+    "LocalExecutor",
+    "LoopEvent",
+    "LoopSummary",
+    "PointOutcome",
+    "RunResult",
+    "RunTask",
+    "converge_epoch",
+    "parse_metric_lines",
+    "render_command",
+    "run_experiment",
+    "summarize_point",
+]

@@ -1,0 +1,175 @@
+"""The inner loop: keep every slot busy until the experiment's budget is spent.
+
+Each point the optimizer suggests is trained ``seeds_per_point`` times, with
+seeds ``seed_base, seed_base + 1, ...`` (the same seeds at every point, so
+points are compared on the same random draws).  Seeds are independent tasks:
+a free slot takes the next queued seed, and asks for a new suggestion only
+when nothing is queued, so the cluster never idles while work is known.
+When a point's last seed ends, its seeds become one observation.
+
+The loop talks to the experiment only through a ``Connection``, so it runs the
+same against the embedded store or a remote server.  Suggestions still open
+when the loop starts (left by an interrupted run) are trained first, so no
+suggestion is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from optiloop.errors import BudgetSpentError, ExhaustedError, SpecError
+from optiloop.experiment import ExperimentSpec
+from optiloop.runner.executor import Executor
+from optiloop.runner.jobs import (
+    PointOutcome,
+    RunResult,
+    RunTask,
+    render_command,
+    summarize_point,
+)
+from optiloop.space import Assignments
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Point:
+    suggestion_id: int
+    assignments: Assignments
+    results: list[RunResult] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LoopEvent:
+    """A step of the loop, for progress displays."""
+
+    kind: str  # "seed_finished" or "observed"
+    suggestion_id: int
+    observation_count: int
+    result: RunResult | None = None
+    outcome: PointOutcome | None = None
+
+
+@dataclass(frozen=True)
+class LoopSummary:
+    observation_count: int
+    stopped_because: str
+
+
+def run_experiment(
+    conn: Any,
+    experiment_id: int,
+    spec: ExperimentSpec,
+    executor: Executor,
+    max_observations: int | None = None,
+    on_event: Callable[[LoopEvent], None] | None = None,
+) -> LoopSummary:
+    """Train suggested points until ``max_observations`` observations exist.
+
+    ``max_observations`` counts every observation of the experiment, earlier
+    ones included; it defaults to the spec's ``observation_budget``.
+    """
+    if spec.job is None:
+        raise SpecError("job: the experiment has no job to run; add job.command")
+    target = max_observations or spec.observation_budget
+    if target is None:
+        raise SpecError(
+            "observation_budget: the experiment sets no budget, so the runner "
+            "would not know when to stop; set observation_budget or pass "
+            "--observations N"
+        )
+
+    experiment = conn.experiments(experiment_id)
+    observed = experiment.fetch().progress.observation_count
+    points: dict[int, _Point] = {}
+    queue: deque[RunTask] = deque()
+    running: dict[Future[RunResult], RunTask] = {}
+    stopped_because = "observation target reached"
+
+    def enqueue(suggestion_id: int, assignments: Assignments) -> None:
+        points[suggestion_id] = _Point(suggestion_id, dict(assignments))
+        for offset in range(spec.seeds_per_point):
+            seed = spec.job.seed_base + offset  # type: ignore[union-attr]
+            command = render_command(spec.job.command, assignments, seed)  # type: ignore[union-attr]
+            timeout = spec.job.timeout_seconds  # type: ignore[union-attr]
+            queue.append(RunTask(suggestion_id, seed, command, timeout))
+
+    # Points left open by an interrupted run come first.
+    for suggestion in experiment.suggestions().fetch(state="open").data:
+        logger.info("resuming open suggestion %s", suggestion.id)
+        enqueue(suggestion.id, dict(suggestion.assignments))
+
+    suggestions_left = True
+    while True:
+        while len(running) < executor.slots:
+            if queue:
+                task = queue.popleft()
+                running[executor.submit(task)] = task
+                continue
+            if not suggestions_left or observed + len(points) >= target:
+                break
+            try:
+                suggestion = experiment.suggestions().create()
+            except (BudgetSpentError, ExhaustedError) as error:
+                logger.info("no further suggestion: %s", error)
+                stopped_because = str(error)
+                suggestions_left = False
+                break
+            logger.info(
+                "suggestion %s created: %s", suggestion.id, dict(suggestion.assignments)
+            )
+            enqueue(suggestion.id, dict(suggestion.assignments))
+
+        if not running:
+            break
+
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            task = running.pop(future)
+            result = future.result()
+            point = points[task.suggestion_id]
+            point.results.append(result)
+            if on_event is not None:
+                on_event(
+                    LoopEvent(
+                        "seed_finished", task.suggestion_id, observed, result=result
+                    )
+                )
+            if len(point.results) < spec.seeds_per_point:
+                continue
+
+            outcome = summarize_point(spec, point.results)
+            _report(experiment, point, outcome)
+            del points[task.suggestion_id]
+            observed += 1
+            if on_event is not None:
+                on_event(
+                    LoopEvent("observed", task.suggestion_id, observed, outcome=outcome)
+                )
+
+    return LoopSummary(observed, stopped_because)
+
+
+def _report(experiment: Any, point: _Point, outcome: PointOutcome) -> None:
+    if outcome.failed:
+        logger.warning(
+            "point of suggestion %d failed: %s",
+            point.suggestion_id,
+            outcome.metadata.get("reason"),
+        )
+        experiment.observations().create(
+            suggestion=point.suggestion_id,
+            failed=True,
+            metadata=outcome.metadata,
+        )
+        return
+    experiment.observations().create(
+        suggestion=point.suggestion_id,
+        values=outcome.values,
+        metadata=outcome.metadata,
+    )

@@ -1,0 +1,187 @@
+"""Job output: parsing, converge epoch and the fold of seeds into one observation."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from optiloop.experiment import ConvergeSpec, ExperimentSpec, parse_spec
+from optiloop.runner import (
+    LocalExecutor,
+    RunResult,
+    RunTask,
+    converge_epoch,
+    parse_metric_lines,
+    render_command,
+    summarize_point,
+)
+
+FAKE_JOB = Path(__file__).with_name("fake_job.py")
+
+
+def make_spec(command: str = "true") -> ExperimentSpec:
+    return parse_spec(
+        {
+            "parameters": [
+                {"name": "epochs", "type": "int", "bounds": {"min": 1, "max": 10}}
+            ],
+            "metrics": [
+                {"name": "eval_accuracy", "strategy": "constraint", "threshold": 0.8},
+                {"name": "converge_epoch", "objective": "minimize"},
+            ],
+            "seeds_per_point": 3,
+            "job": {
+                "command": command,
+                "converge": {"metric": "eval_accuracy", "target": 0.8},
+            },
+        }
+    )
+
+
+def result(seed: int, stdout: str, exit_code: int = 0, stderr: str = "") -> RunResult:
+    task = RunTask(suggestion_id=1, seed=seed, command="job")
+    return RunResult(task, exit_code, stdout, stderr, seconds=2.0)
+
+
+def curve(*accuracies: float) -> str:
+    lines = ["some framework log line"]
+    for epoch, accuracy in enumerate(accuracies, start=1):
+        lines.append(f'{{"epoch": {epoch}, "eval_accuracy": {accuracy}}}')
+        lines.append("[rank0] step done")
+    return "\n".join(lines)
+
+
+def test_metric_lines_skip_logs_and_number_epochs() -> None:
+    lines = ["hello", '{"acc": 0.5}', "not {json", '{"acc": 0.7}', "[1, 2]"]
+    assert parse_metric_lines(lines) == [
+        {"acc": 0.5, "epoch": 1},
+        {"acc": 0.7, "epoch": 2},
+    ]
+
+
+def test_converge_epoch_is_the_first_epoch_at_or_past_the_target() -> None:
+    converge = ConvergeSpec(metric="acc", target=0.8)
+    records = [
+        {"epoch": 4, "acc": 0.7},
+        {"epoch": 8, "acc": 0.8},
+        {"epoch": 12, "acc": 0.9},
+    ]
+    # Exactly at the target counts, and evaluation epochs are kept as printed.
+    assert converge_epoch(records, converge) == 8.0
+    assert converge_epoch(records[:1], converge) is None
+
+    loss = ConvergeSpec(metric="acc", target=0.75, objective="minimize")
+    assert converge_epoch(records, loss) == 4.0
+
+
+def test_seeds_fold_into_mean_and_sample_stddev() -> None:
+    spec = make_spec()
+    outcome = summarize_point(
+        spec,
+        [
+            result(0, curve(0.5, 0.8, 0.9)),
+            result(1, curve(0.5, 0.7, 0.85)),
+            result(2, curve(0.85, 0.86, 0.87)),
+        ],
+    )
+    values = {v["name"]: v for v in outcome.values}
+
+    assert not outcome.failed
+    assert outcome.metadata["converge_epochs"] == [2.0, 3.0, 1.0]
+    assert outcome.metadata["converged"] is True
+    assert values["converge_epoch"]["value"] == pytest.approx(2.0)
+    assert values["converge_epoch"]["value_stddev"] == pytest.approx(1.0)
+    # Last printed accuracies 0.9, 0.85, 0.87: mean 0.873333, stddev 0.025166.
+    assert values["eval_accuracy"]["value"] == pytest.approx(2.62 / 3)
+    assert values["eval_accuracy"]["value_stddev"] == pytest.approx(
+        math.sqrt((0.0266667**2 + 0.0233333**2 + 0.0033333**2) / 2), rel=1e-4
+    )
+    assert outcome.metadata["compute_seconds"] == 6.0
+
+
+def test_a_seed_that_never_converges_makes_the_point_unconverged() -> None:
+    outcome = summarize_point(
+        make_spec(),
+        [
+            result(0, curve(0.5, 0.9)),
+            result(1, curve(0.5, 0.6, 0.7)),
+            result(2, curve(0.9)),
+        ],
+    )
+    values = {v["name"]: v["value"] for v in outcome.values}
+
+    assert outcome.metadata["converged"] is False
+    assert outcome.metadata["converge_epochs"] == [2.0, None, 1.0]
+    # The censored seed counts one past its last epoch: (2 + 4 + 1) / 3.
+    assert values["converge_epoch"] == pytest.approx(7 / 3)
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (
+            result(1, curve(0.5), exit_code=3, stderr="Traceback ... OOM"),
+            "exited with status 3",
+        ),
+        (result(1, "no metrics here\n"), "printed no metrics"),
+        (
+            result(1, '{"epoch": 1, "loss": 0.3}'),
+            "never printed a finite value for metric 'eval_accuracy'",
+        ),
+    ],
+)
+def test_a_failing_seed_fails_the_point(bad: RunResult, reason: str) -> None:
+    outcome = summarize_point(make_spec(), [result(0, curve(0.9)), bad])
+    assert outcome.failed
+    assert outcome.values == []
+    assert outcome.metadata["reason"] == reason
+    assert outcome.metadata["failed_seed"] == 1
+
+
+def test_values_are_quoted_for_the_shell() -> None:
+    command = render_command(
+        "train --opt {opt} --seed {seed}", {"opt": "a b; rm -rf /"}, seed=7
+    )
+    assert command == "train --opt 'a b; rm -rf /' --seed 7"
+
+
+def run_fake(args: str, timeout: float | None = None) -> RunResult:
+    executor = LocalExecutor(slots=1)
+    try:
+        task = RunTask(1, 0, f"{sys.executable} {FAKE_JOB} {args}", timeout)
+        return executor.submit(task).result()
+    finally:
+        executor.shutdown()
+
+
+def test_local_executor_captures_a_real_process() -> None:
+    ran = run_fake("--epochs 3 --start 0.5 --step 0.1")
+    assert ran.exit_code == 0
+    assert [r["eval_accuracy"] for r in ran.epochs] == [0.6, 0.7, 0.8]
+
+
+def test_local_executor_keeps_stderr_of_a_failed_process() -> None:
+    ran = run_fake("--fail")
+    assert ran.exit_code == 3
+    assert "CUDA out of memory" in ran.stderr
+    assert len(ran.epochs) == 2
+
+
+def test_local_executor_stops_a_job_past_its_timeout() -> None:
+    ran = run_fake("--epochs 1 && sleep 30", timeout=1.0)
+    assert ran.timed_out
+    assert ran.seconds < 10
+
+
+def test_summary_of_real_runs(tmp_path: Path) -> None:
+    spec = make_spec()
+    runs: list[Any] = [
+        run_fake(f"--epochs 4 --start 0.5 --step 0.1 --seed {s}") for s in range(3)
+    ]
+    outcome = summarize_point(spec, runs)
+    # 0.5 + 0.1 * epoch reaches 0.8 at epoch 3 for every seed.
+    assert outcome.metadata["converge_epochs"] == [3.0, 3.0, 3.0]

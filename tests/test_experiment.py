@@ -1,0 +1,326 @@
+"""The experiment spec: every refusal names its field, and valid specs parse."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from optiloop.errors import SpecError
+from optiloop.experiment import (
+    MetricValue,
+    Observation,
+    best_observations,
+    check_values,
+    is_feasible,
+    load_spec,
+    parse_spec,
+)
+
+BASE: dict[str, Any] = {
+    "name": "base",
+    "parameters": [
+        {"name": "lr", "type": "double", "bounds": {"min": 0.1, "max": 1.0}},
+        {"name": "epochs", "type": "int", "bounds": {"min": 1, "max": 10}},
+    ],
+    "metrics": [
+        {"name": "acc", "strategy": "constraint", "threshold": 0.9},
+        {"name": "loss", "objective": "minimize"},
+    ],
+}
+
+
+def spec_with(path: str, value: Any) -> dict[str, Any]:
+    """BASE with one field replaced, addressed as "parameters.0.bounds"."""
+    spec = copy.deepcopy(BASE)
+    *parents, last = path.split(".")
+    node: Any = spec
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node[part]
+    node[int(last) if last.isdigit() else last] = value
+    return spec
+
+
+REFUSALS = [
+    pytest.param(
+        spec_with("parameters.0.bounds", {"min": 1.0, "max": 0.1}),
+        r"parameters\[0\]: bounds.min < bounds.max must hold for parameter 'lr'",
+        id="min-above-max",
+    ),
+    pytest.param(
+        spec_with("parameters.0.bounds", {"min": 0.5, "max": 0.5}),
+        r"bounds.min < bounds.max must hold for parameter 'lr', got min=0.5",
+        id="min-equals-max",
+    ),
+    pytest.param(
+        spec_with(
+            "parameters.0",
+            {
+                "name": "lr",
+                "type": "double",
+                "transformation": "log",
+                "bounds": {"min": 0.0, "max": 1.0},
+            },
+        ),
+        r"bounds.min > 0 must hold on a log scale for parameter 'lr', got min=0.0",
+        id="log-nonpositive",
+    ),
+    pytest.param(
+        spec_with(
+            "parameters.0",
+            {
+                "name": "lr",
+                "type": "double",
+                "bounds": {"min": 0, "max": 1},
+                "grid": [0.5, 2.0],
+            },
+        ),
+        r"grid values must lie within bounds \[0.0, 1.0\] for parameter 'lr', "
+        r"got \[2.0\]",
+        id="grid-outside-bounds",
+    ),
+    pytest.param(
+        spec_with(
+            "parameters.0",
+            {"name": "lr", "type": "double", "grid": [0.5, 0.25, 0.5]},
+        ),
+        r"grid values must be distinct for parameter 'lr', got \[0.5\]",
+        id="grid-duplicated",
+    ),
+    pytest.param(
+        spec_with("parameters.1.bounds", {"min": 1.5, "max": 10}),
+        r"bounds.min of int parameter 'epochs' must be an integer, got 1.5",
+        id="int-fractional-bounds",
+    ),
+    pytest.param(
+        spec_with(
+            "metrics",
+            [{"name": "loss", "objective": "minimize"}],
+        )
+        | {
+            "job": {
+                "command": "train --lr {lr} --epochs {epochs}",
+                "converge": {"metric": "acc", "target": 0.9},
+            }
+        },
+        r"job.converge.metric names metric 'acc', which the experiment does not "
+        r"define",
+        id="threshold-on-unknown-metric",
+    ),
+    pytest.param(
+        spec_with(
+            "metrics",
+            [{"name": "acc", "strategy": "constraint", "threshold": 0.9}],
+        ),
+        r"metrics must include at least one with strategy: optimize",
+        id="no-optimized-metric",
+    ),
+    pytest.param(
+        spec_with(
+            "parameters.0",
+            {"name": "opt", "type": "categorical", "categorical_values": []},
+        ),
+        r"categorical_values must list at least one value for parameter 'opt'",
+        id="empty-categorical",
+    ),
+    pytest.param(
+        spec_with("parameters.0.name", "p" * 101),
+        r"parameters\[0\]\.name: name must be at most 100 characters, got 101",
+        id="parameter-name-too-long",
+    ),
+    pytest.param(
+        spec_with("metrics.1.name", "m" * 101),
+        r"metrics\[1\]\.name: name must be at most 100 characters",
+        id="metric-name-too-long",
+    ),
+    pytest.param(
+        spec_with("metrics.0", {"name": "acc", "strategy": "constraint"}),
+        r"constraint metric 'acc' needs a threshold",
+        id="constraint-without-threshold",
+    ),
+    pytest.param(
+        spec_with("parameters.1.name", "lr"),
+        r"parameters names must be distinct, got \['lr'\]",
+        id="repeated-parameter",
+    ),
+    pytest.param(
+        spec_with("observation_budget", 0),
+        r"observation_budget: Input should be greater than or equal to 1",
+        id="budget-zero",
+    ),
+    pytest.param(
+        spec_with("parameters.0.boundz", {"min": 0, "max": 1}),
+        r"parameters\[0\]\.boundz: unknown field",
+        id="unknown-field",
+    ),
+    pytest.param(
+        spec_with("job", {"command": "train --lr {learning_rate}"}),
+        r"job.command uses \{learning_rate\}, which is neither a parameter",
+        id="unknown-placeholder",
+    ),
+    pytest.param(
+        spec_with(
+            "parameters.0",
+            {
+                "name": "wd",
+                "type": "double",
+                "grid_pow2": {"base": 1e-4, "min": 3e-5, "max": 4e-5},
+            },
+        ),
+        r"the grid of parameter 'wd' is empty",
+        id="empty-pow2-grid",
+    ),
+]
+
+
+@pytest.mark.parametrize(("spec", "message"), REFUSALS)
+def test_bad_spec_is_refused_with_the_field_named(
+    spec: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(SpecError, match=message):
+        parse_spec(spec)
+
+
+def test_pow2_grid_expands_to_the_mlperf_weight_decays() -> None:
+    spec = spec_with(
+        "parameters.0",
+        {
+            "name": "wd",
+            "type": "double",
+            "grid_pow2": {"base": 1.0e-4, "min": 1.0e-5, "max": 4.0e-4},
+        },
+    )
+    parameter = parse_spec(spec).space()["wd"]
+
+    # 1e-4 * 2**n for n = -3 .. 2: 1e-5 is below 1.25e-5, and 4e-4 is the max.
+    expected = [1.25e-5, 2.5e-5, 5e-5, 1e-4, 2e-4, 4e-4]
+    assert parameter.values() == pytest.approx(expected, rel=1e-12)  # type: ignore[union-attr]
+
+
+def test_names_in_any_script_round_trip() -> None:
+    names = ["学习率", "λ_decay", "épochs"]
+    spec = copy.deepcopy(BASE)
+    for parameter, name in zip(spec["parameters"], names, strict=False):
+        parameter["name"] = name
+    spec["metrics"][1]["name"] = "损失"
+    parsed = parse_spec(spec)
+
+    assert [p.name for p in parsed.parameters] == names[:2]
+    assert parse_spec(parsed.to_dict()).to_dict() == parsed.to_dict()
+    assert parsed.to_dict()["metrics"][1]["name"] == "损失"
+
+
+def test_yaml_file_loads_and_bad_file_names_the_path(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "parameters: [{name: x, type: int, bounds: {min: 0, max: 3}}]\n"
+        "metrics: [{name: y, objective: minimize}]\n",
+        encoding="utf-8",
+    )
+    assert load_spec(good).space()["x"].n_values == 4
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("parameters: []\nmetrics: [{name: y}]\n", encoding="utf-8")
+    with pytest.raises(SpecError, match=r"bad.yaml: parameters: List should have"):
+        load_spec(bad)
+
+
+def observation(acc: float, loss: float, **kwargs: Any) -> Observation:
+    values = (MetricValue("acc", acc), MetricValue("loss", loss))
+    return Observation(assignments={"lr": 0.5, "epochs": 3}, values=values, **kwargs)
+
+
+def test_threshold_exactly_at_its_value_counts_as_met() -> None:
+    spec = parse_spec(BASE)
+    assert is_feasible(spec, observation(acc=0.9, loss=1.0))
+    assert not is_feasible(spec, observation(acc=0.8999999, loss=1.0))
+
+
+def test_minimized_threshold_direction() -> None:
+    spec = parse_spec(
+        spec_with(
+            "metrics.0",
+            {
+                "name": "acc",
+                "objective": "minimize",
+                "strategy": "constraint",
+                "threshold": 0.9,
+            },
+        )
+    )
+    assert is_feasible(spec, observation(acc=0.9, loss=1.0))
+    assert is_feasible(spec, observation(acc=0.5, loss=1.0))
+    assert not is_feasible(spec, observation(acc=0.95, loss=1.0))
+
+
+@pytest.mark.parametrize(
+    ("objective", "best_loss"), [("minimize", 1.0), ("maximize", 3.0)]
+)
+def test_best_follows_the_objective(objective: str, best_loss: float) -> None:
+    spec = parse_spec(spec_with("metrics.1.objective", objective))
+    observations = [
+        observation(acc=0.95, loss=2.0, id=1),
+        observation(acc=0.95, loss=1.0, id=2),
+        observation(acc=0.95, loss=3.0, id=3),
+        # Better on loss either way, but it misses the threshold or failed.
+        observation(acc=0.5, loss=0.1, id=4),
+        observation(acc=0.5, loss=9.0, id=5),
+        Observation(assignments={"lr": 0.5, "epochs": 3}, failed=True, id=6),
+    ]
+    [best] = best_observations(spec, observations)
+    assert best.value("loss") == best_loss
+
+
+def test_unconverged_point_is_never_best() -> None:
+    spec = parse_spec(BASE)
+    converged = observation(acc=0.95, loss=5.0, id=1)
+    unconverged = observation(acc=0.95, loss=1.0, id=2, metadata={"converged": False})
+    assert best_observations(spec, [converged, unconverged]) == [converged]
+
+
+def test_two_objectives_give_the_pareto_front() -> None:
+    spec = parse_spec(spec_with("metrics.0", {"name": "acc", "objective": "maximize"}))
+    points = [(0.9, 1.0), (0.95, 2.0), (0.85, 2.0), (0.9, 1.5)]
+    observations = [observation(acc=a, loss=b, id=i) for i, (a, b) in enumerate(points)]
+    front = best_observations(spec, observations)
+    # (0.85, 2.0) and (0.9, 1.5) are dominated by (0.9, 1.0).
+    assert sorted(o.id for o in front if o.id is not None) == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            [{"name": "acc", "value": float("nan")}, {"name": "loss", "value": 1}],
+            r"values\[0\].value must be finite, got nan",
+        ),
+        (
+            [{"name": "acc", "value": 0.9}, {"name": "loss", "value": float("inf")}],
+            r"values\[1\].value must be finite, got inf",
+        ),
+        (
+            [{"name": "acc", "value": 0.9}],
+            r"values: a value is required for metric 'loss'",
+        ),
+        (
+            [{"name": "acc", "value": 0.9}, {"name": "lost", "value": 1}],
+            r"values\[1\].name: metric 'lost' is not defined",
+        ),
+        (
+            [
+                {"name": "acc", "value": 0.9, "value_stddev": -1},
+                {"name": "loss", "value": 1},
+            ],
+            r"values\[0\].value_stddev must be >= 0",
+        ),
+        (
+            [{"name": "acc", "value": "high"}, {"name": "loss", "value": 1}],
+            r"values\[0\].value must be a number",
+        ),
+    ],
+)
+def test_bad_values_are_refused(values: list[dict[str, Any]], message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        check_values(parse_spec(BASE), values, failed=False)
