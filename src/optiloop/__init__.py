@@ -7,6 +7,8 @@ Start with ``optiloop.Connection``, which mirrors the sigopt client:
     suggestion = conn.experiments(experiment.id).suggestions().create()
 """
 
+from typing import TYPE_CHECKING
+
 from optiloop.errors import (
     BudgetSpentError,
     ExhaustedError,
@@ -24,6 +26,9 @@ __all__ = [
     "SpecError",
 ]
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from optiloop.client import Connection as Connection
 
 
 def __getattr__(name: str) -> object:

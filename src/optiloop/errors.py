@@ -31,3 +31,7 @@ class ExhaustedError(OptiloopError, RuntimeError):
 
 class BudgetSpentError(OptiloopError, RuntimeError):
     """The observation budget is spent: no further suggestion is made."""
+
+
+class StoreError(OptiloopError, RuntimeError):
+    """The database failed or holds something this version cannot read."""

@@ -145,7 +145,7 @@ class Lars(torch.optim.Optimizer):
         gradient = weight.grad
         assert gradient is not None
         if group["exclude_from_lars"]:
-            return gradient.clone()
+            return gradient
 
         decay = group["weight_decay"]
         weight_norm = torch.linalg.vector_norm(weight)
@@ -313,7 +313,9 @@ def train(args: argparse.Namespace) -> int:
             loss = functional.cross_entropy(model(train_x[indices]), train_y[indices])
             loss_value = loss.item()
             if not math.isfinite(loss_value):
-                logger.error("diverged: loss %s at epoch %d step %d", loss_value, epoch, step)
+                logger.error(
+                    "diverged: loss %s at epoch %d step %d", loss_value, epoch, step
+                )
                 return DIVERGED_EXIT_STATUS
 
             optimizer.zero_grad(set_to_none=True)

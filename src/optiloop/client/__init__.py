@@ -1,0 +1,32 @@
+"""optiloop's Python API: ``Connection`` and the objects it returns.
+
+The API follows the sigopt client, so a SigOpt loop runs with the
+connection line changed; see ``connection`` for an example.
+"""
+
+from optiloop.client.connection import Connection, Driver
+from optiloop.client.local import LocalDriver
+from optiloop.client.objects import (
+    ApiObject,
+    Assignments,
+    BestAssignments,
+    Experiment,
+    MetricEvaluation,
+    Observation,
+    Pagination,
+    Suggestion,
+)
+
+__all__ = [
+    "ApiObject",
+    "Assignments",
+    "BestAssignments",
+    "Connection",
+    "Driver",
+    "Experiment",
+    "LocalDriver",
+    "MetricEvaluation",
+    "Observation",
+    "Pagination",
+    "Suggestion",
+]

@@ -1,0 +1,377 @@
+"""The rules of an experiment, applied in this process: the in-process driver.
+
+``LocalDriver`` is what a SigOpt server would do on receiving a request: it
+validates what the caller sends, asks the optimizer for points, keeps the
+observation budget and stores the outcome through ``optiloop.store``.  It
+takes and returns SigOpt-shaped JSON (see ``shapes``), so ``Connection``
+wraps its answers in objects and the REST service can return them as they
+are.
+
+Rules kept here:
+
+- a spec is validated in full before anything is stored;
+- a suggestion is refused once observations plus open suggestions reach the
+  observation budget, and when the optimizer has no new point left;
+- an observation names exactly one of a suggestion or assignments; the
+  assignments lie in the space, the values are finite, and a suggestion is
+  observed once;
+- a deleted experiment takes no new suggestions or observations.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from optiloop.client.shapes import (
+    Json,
+    best_assignments_json,
+    experiment_json,
+    observation_json,
+    pagination_json,
+    suggestion_json,
+)
+from optiloop.errors import (
+    BudgetSpentError,
+    ExhaustedError,
+    NotFoundError,
+    SpecError,
+)
+from optiloop.experiment import (
+    ExperimentSpec,
+    Observation,
+    Suggestion,
+    best_observations,
+    check_values,
+    parse_spec,
+)
+from optiloop.space import Assignments
+from optiloop.store import ExperimentRecord, Store, SuggestionState
+from optiloop.store.engine import to_json
+
+if TYPE_CHECKING:
+    from optiloop.optimizers.base import Optimizer
+
+OptimizerFactory = Callable[[str], "Optimizer"]
+
+OBSERVATION_FIELDS = (
+    "suggestion",
+    "assignments",
+    "values",
+    "value",
+    "value_stddev",
+    "failed",
+    "metadata",
+)
+EXPERIMENT_LIST_STATES = ("active", "deleted", "all")
+SUGGESTION_STATES = ("open", "closed")
+
+# Spreads the seeds of different experiments far apart; a prime, so that
+# experiment k's seeds never line up with experiment k + 1's.
+SEED_STRIDE = 1_000_003
+
+
+def suggestion_seed(experiment_id: int, suggestions_made: int) -> int:
+    """A seed that is stable for an experiment and new for each suggestion."""
+    return experiment_id * SEED_STRIDE + suggestions_made
+
+
+def parse_id(kind: str, raw: object) -> int:
+    """An id from an int or a numeric string (SigOpt's ids are strings)."""
+    if isinstance(raw, bool):
+        raise NotFoundError(f"{kind} {raw!r} not found")
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str) and raw.strip().isdigit():
+        return int(raw)
+    raise NotFoundError(f"{kind} {raw!r} not found; ids are whole numbers")
+
+
+def _load_optimizer(strategy: str) -> Optimizer:
+    # The optimizers bring scipy and scikit-learn; import them at the first
+    # suggestion, not when a connection opens.
+    from optiloop.optimizers import get_optimizer
+
+    return get_optimizer(strategy)
+
+
+class LocalDriver:
+    """Experiments, suggestions and observations kept in a ``Store``.
+
+    ``optimizer_for`` maps an experiment's ``type`` to its optimizer; tests
+    pass their own.  The driver may be shared between threads.
+
+    Known shortcoming: two processes asking for a suggestion of the same
+    experiment at the same moment both read the same history, so they may
+    get the same point and together pass the budget by one.  Within one
+    process a lock keeps suggestions one at a time.
+    """
+
+    def __init__(
+        self, store: Store, optimizer_for: OptimizerFactory | None = None
+    ) -> None:
+        self.store = store
+        self._optimizer_for = optimizer_for or _load_optimizer
+        self._suggest_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.store.close()
+
+    # Experiments
+
+    def create_experiment(self, body: Mapping[str, Any]) -> Json:
+        """Validate a spec and store it as a new experiment."""
+        spec = parse_spec(body)
+        experiment_id = self.store.create_experiment(spec)
+        return self.get_experiment(experiment_id)
+
+    def get_experiment(self, experiment_id: int) -> Json:
+        record = self.store.get_experiment(experiment_id)
+        observations = self.store.list_observations(experiment_id)
+        return experiment_json(record, observations)
+
+    def list_experiments(self, state: str = "active") -> Json:
+        """Experiments in ``state``: active, deleted or all.
+
+        Reads every experiment's observations for its progress, one query
+        each; fine for the hundreds of experiments a team runs, slow beyond.
+        """
+        if state not in EXPERIMENT_LIST_STATES:
+            raise SpecError(
+                f"state must be one of {list(EXPERIMENT_LIST_STATES)}, got {state!r}"
+            )
+        records = self.store.list_experiments(include_deleted=state != "active")
+        chosen = [r for r in records if state == "all" or r.state == state]
+        return pagination_json(
+            [experiment_json(r, self.store.list_observations(r.id)) for r in chosen]
+        )
+
+    def delete_experiment(self, experiment_id: int) -> None:
+        self.store.delete_experiment(experiment_id)
+
+    # Suggestions
+
+    def create_suggestion(self, experiment_id: int) -> Json:
+        """Ask the experiment's optimizer for one new point and store it."""
+        with self._suggest_lock:
+            spec = self._active_experiment(experiment_id).spec
+            observations = self.store.list_observations(experiment_id)
+            pending = self.store.open_suggestions(experiment_id)
+            _check_budget(experiment_id, spec, observations, pending)
+
+            made = self.store.counts(experiment_id).suggestions
+            optimizer = self._optimizer_for(spec.type)
+            points = optimizer.suggest(
+                spec,
+                observations,
+                [suggestion.assignments for suggestion in pending],
+                count=1,
+                seed=suggestion_seed(experiment_id, made),
+            )
+            if not points:
+                raise ExhaustedError(self._exhausted_message(experiment_id, spec))
+
+            # An optimizer's point is checked like a user's, so that a bug
+            # in a strategy cannot store a point off the space.
+            assignments = spec.space().check_assignments(points[0])
+            suggestion = self.store.add_suggestion(experiment_id, assignments)
+
+        return suggestion_json(suggestion)
+
+    def get_suggestion(self, experiment_id: int, suggestion_id: int) -> Json:
+        suggestion = self.store.get_suggestion(experiment_id, suggestion_id)
+        return suggestion_json(suggestion)
+
+    def list_suggestions(self, experiment_id: int, state: str | None = None) -> Json:
+        """The experiment's suggestions, all or only the open or closed ones."""
+        if state is not None and state not in SUGGESTION_STATES:
+            raise SpecError(
+                f"state must be one of {list(SUGGESTION_STATES)} or left out, "
+                f"got {state!r}"
+            )
+        suggestions = self.store.list_suggestions(
+            experiment_id, cast(SuggestionState | None, state)
+        )
+        return pagination_json([suggestion_json(s) for s in suggestions])
+
+    # Observations
+
+    def create_observation(self, experiment_id: int, body: Mapping[str, Any]) -> Json:
+        """Check and store an observation; its suggestion, if any, closes.
+
+        ``body`` holds SigOpt's fields: ``suggestion`` or ``assignments``,
+        ``values`` (or ``value`` and ``value_stddev`` for a single metric),
+        ``failed`` and ``metadata``.
+        """
+        unknown = sorted(set(body) - set(OBSERVATION_FIELDS))
+        if unknown:
+            raise SpecError(
+                f"observation.{unknown[0]}: unknown field; an observation has "
+                f"{list(OBSERVATION_FIELDS)}"
+            )
+        spec = self._active_experiment(experiment_id).spec
+
+        suggestion_id, assignments = self._observed_point(experiment_id, spec, body)
+        failed = _failed_flag(body.get("failed", False))
+        values = check_values(spec, _values_field(spec, body), failed)
+        metadata = _metadata_field(body.get("metadata"))
+
+        observation = self.store.add_observation(
+            experiment_id,
+            assignments,
+            values,
+            failed=failed,
+            suggestion_id=suggestion_id,
+            metadata=metadata,
+        )
+        return observation_json(observation)
+
+    def get_observation(self, experiment_id: int, observation_id: int) -> Json:
+        observation = self.store.get_observation(experiment_id, observation_id)
+        return observation_json(observation)
+
+    def list_observations(self, experiment_id: int) -> Json:
+        observations = self.store.list_observations(experiment_id)
+        return pagination_json([observation_json(o) for o in observations])
+
+    def best_assignments(self, experiment_id: int) -> Json:
+        """The best feasible points: one, or the Pareto front of two metrics."""
+        spec = self.store.get_experiment(experiment_id).spec
+        observations = self.store.list_observations(experiment_id)
+        best = best_observations(spec, observations)
+        return pagination_json([best_assignments_json(o) for o in best])
+
+    # Helpers
+
+    def _active_experiment(self, experiment_id: int) -> ExperimentRecord:
+        record = self.store.get_experiment(experiment_id)
+        if record.state != "active":
+            raise SpecError(
+                f"experiment {experiment_id} is deleted: it takes no new "
+                "suggestions or observations; create a new experiment"
+            )
+        return record
+
+    def _observed_point(
+        self, experiment_id: int, spec: ExperimentSpec, body: Mapping[str, Any]
+    ) -> tuple[int | None, Assignments]:
+        """The suggestion id (if any) and the checked assignments observed."""
+        raw_suggestion = body.get("suggestion")
+        raw_assignments = body.get("assignments")
+        if raw_suggestion is not None and raw_assignments is not None:
+            raise SpecError(
+                "observation: give either suggestion or assignments, got both; "
+                "the suggestion already carries its assignments"
+            )
+        if raw_suggestion is None and raw_assignments is None:
+            raise SpecError(
+                "observation: a suggestion or assignments is required, got "
+                "neither; name the suggestion that was evaluated"
+            )
+
+        if raw_assignments is not None:
+            if not isinstance(raw_assignments, Mapping):
+                raise SpecError(
+                    "assignments must map parameter names to values, got "
+                    f"{raw_assignments!r}"
+                )
+            return None, spec.space().check_assignments(raw_assignments)
+
+        # Checked here for a clear message before any work; the store checks
+        # again in the transaction that closes the suggestion.
+        suggestion_id = parse_id("suggestion", raw_suggestion)
+        suggestion = self.store.get_suggestion(experiment_id, suggestion_id)
+        if suggestion.state == "closed":
+            raise SpecError(
+                f"suggestion {suggestion_id} of experiment {experiment_id} is "
+                "already closed: an observation reported it; create a new "
+                "suggestion, or report the point with assignments"
+            )
+        return suggestion_id, suggestion.assignments
+
+    def _exhausted_message(self, experiment_id: int, spec: ExperimentSpec) -> str:
+        space = spec.space()
+        suggestions = self.store.list_suggestions(experiment_id)
+        observations = self.store.list_observations(experiment_id)
+        seen = {space.key(s.assignments) for s in suggestions}
+        seen |= {space.key(o.assignments) for o in observations}
+        if spec.type == "grid":
+            return (
+                f"grid exhausted: all {len(seen)} points suggested for "
+                f"experiment {experiment_id}; the experiment is complete"
+            )
+        return (
+            f"the {spec.type} optimizer has no new point left for experiment "
+            f"{experiment_id} after {len(seen)} distinct points"
+        )
+
+
+def _check_budget(
+    experiment_id: int,
+    spec: ExperimentSpec,
+    observations: Sequence[Observation],
+    pending: Sequence[Suggestion],
+) -> None:
+    """Refuse a suggestion that could take the experiment past its budget.
+
+    Open suggestions count: each will become an observation.
+    """
+    budget = spec.observation_budget
+    if budget is None:
+        return
+    if len(observations) + len(pending) >= budget:
+        raise BudgetSpentError(
+            f"observation budget spent for experiment {experiment_id}: "
+            f"{len(observations)} observed + {len(pending)} open suggestions "
+            f">= observation_budget {budget}; observe the open suggestions or "
+            "raise the budget"
+        )
+
+
+def _failed_flag(raw: object) -> bool:
+    if not isinstance(raw, bool):
+        raise SpecError(f"failed must be true or false, got {raw!r}")
+    return raw
+
+
+def _values_field(
+    spec: ExperimentSpec, body: Mapping[str, Any]
+) -> Sequence[Mapping[str, Any]] | None:
+    """``values`` as given, or built from SigOpt's single-metric ``value``."""
+    values = body.get("values")
+    value = body.get("value")
+    value_stddev = body.get("value_stddev")
+    if value is None and value_stddev is None:
+        return values
+
+    if values is not None:
+        raise SpecError(
+            "value: give either value or values, got both; use values for "
+            "more than one metric"
+        )
+    if len(spec.metrics) != 1:
+        names = [m.name for m in spec.metrics]
+        raise SpecError(
+            f"value: a lone value needs an experiment with one metric, this "
+            f"one has {names}; report values=[{{name, value}}, ...]"
+        )
+    item: dict[str, Any] = {"name": spec.metrics[0].name, "value": value}
+    if value_stddev is not None:
+        item["value_stddev"] = value_stddev
+    return [item]
+
+
+def _metadata_field(raw: object) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping) or not all(isinstance(k, str) for k in raw):
+        raise SpecError(f"metadata must map names to values, got {raw!r}; pass a dict")
+    try:
+        to_json(raw)
+    except (TypeError, ValueError) as error:
+        raise SpecError(
+            f"metadata must be plain JSON data (numbers, strings, lists, "
+            f"dicts; finite numbers only): {error}"
+        ) from None
+    return dict(raw)

@@ -1,0 +1,26 @@
+"""Durable state of optiloop: a SQL database reached through ``Store``.
+
+``Store(url)`` opens (and migrates) the database; its methods take and
+return the plain records of ``optiloop.experiment``.  SQLite is the default;
+any SQLAlchemy URL works, PostgreSQL included.
+"""
+
+from optiloop.store.store import (
+    DEFAULT_DB_URL,
+    ExperimentCounts,
+    ExperimentRecord,
+    ExperimentState,
+    Store,
+    SuggestionState,
+    alembic_config,
+)
+
+__all__ = [
+    "DEFAULT_DB_URL",
+    "ExperimentCounts",
+    "ExperimentRecord",
+    "ExperimentState",
+    "Store",
+    "SuggestionState",
+    "alembic_config",
+]

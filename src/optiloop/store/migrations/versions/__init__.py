@@ -1,0 +1,1 @@
+"""Schema revisions, oldest first; alembic skips this file."""

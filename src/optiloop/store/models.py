@@ -1,0 +1,150 @@
+"""The database tables of the store, as SQLAlchemy 2 typed ORM classes.
+
+Three tables hold an experiment's whole history:
+
+- ``experiments``: the validated spec as JSON, and whether it is deleted;
+- ``suggestions``: the points the optimizer handed out, ``open`` until an
+  observation reports them, then ``closed``;
+- ``observations``: what was measured at a point, with or without a
+  suggestion behind it.
+
+The schema uses only portable types (JSON, timestamps with a time zone,
+strings with CHECK constraints) so that a PostgreSQL URL works as well as a
+SQLite file.  Every change here needs a matching revision under
+``migrations/versions``; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    MetaData,
+    String,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Room for the longest name a spec accepts (experiment.MAX_NAME_LENGTH).
+NAME_LENGTH = 100
+STATE_LENGTH = 16
+
+EXPERIMENT_STATES = ("active", "deleted")
+SUGGESTION_STATES = ("open", "closed")
+
+# Named constraints let later migrations alter them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utc_now() -> datetime:
+    """The current time as a timezone-aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware.
+
+    SQLite keeps no time zone with a timestamp, so the zone is dropped on the
+    way in (after converting to UTC) and put back on the way out.  PostgreSQL
+    keeps it; the conversion is then a no-op.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: datetime | None, dialect: Dialect
+    ) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(
+                f"timestamps must be timezone-aware, got naive {value}; "
+                "use datetime.now(UTC)"
+            )
+        utc_value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return utc_value.replace(tzinfo=None)
+        return utc_value
+
+    def process_result_value(
+        self, value: datetime | None, dialect: Dialect
+    ) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _one_of(column: str, states: tuple[str, ...]) -> str:
+    """A CHECK expression that keeps ``column`` within ``states``."""
+    listed = ", ".join(f"'{state}'" for state in states)
+    return f"{column} IN ({listed})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ExperimentRow(Base):
+    """One experiment: its spec and whether it is still active."""
+
+    __tablename__ = "experiments"
+    __table_args__ = (CheckConstraint(_one_of("state", EXPERIMENT_STATES), "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(STATE_LENGTH))
+    created: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SuggestionRow(Base):
+    """A point handed out for evaluation, open until it is observed."""
+
+    __tablename__ = "suggestions"
+    __table_args__ = (CheckConstraint(_one_of("state", SUGGESTION_STATES), "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), index=True)
+    assignments: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(STATE_LENGTH))
+    created: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ObservationRow(Base):
+    """What was measured at a point; ``values`` is a list of metric values.
+
+    A suggestion is observed at most once, which the unique ``suggestion_id``
+    enforces even against two writers racing.
+    """
+
+    __tablename__ = "observations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), index=True)
+    suggestion_id: Mapped[int | None] = mapped_column(
+        ForeignKey("suggestions.id"), unique=True
+    )
+    assignments: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Each item is {"name": str, "value": float, "value_stddev": float | None}.
+    values: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    failed: Mapped[bool] = mapped_column(Boolean)
+    # ``metadata`` is taken by the declarative base, hence the underscore.
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
+    created: Mapped[datetime] = mapped_column(UtcDateTime)

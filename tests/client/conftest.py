@@ -1,0 +1,53 @@
+"""Fixtures of the client tests: a connection on a fresh SQLite file."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from optiloop.client import Connection
+
+TWO_PARAMETERS: dict[str, Any] = {
+    "name": "two parameters",
+    "type": "random",
+    "parameters": [
+        {"name": "x", "type": "double", "bounds": {"min": -1, "max": 1}},
+        {"name": "n", "type": "int", "bounds": {"min": 1, "max": 5}},
+        {
+            "name": "kind",
+            "type": "categorical",
+            "categorical_values": ["plain", "fancy"],
+        },
+    ],
+    "metrics": [{"name": "y", "objective": "minimize"}],
+}
+
+
+SpecMaker = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def make_spec() -> SpecMaker:
+    """Copies of TWO_PARAMETERS with top-level fields replaced."""
+
+    def make(**changes: Any) -> dict[str, Any]:
+        spec = copy.deepcopy(TWO_PARAMETERS)
+        spec.update(changes)
+        return spec
+
+    return make
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'client.db'}"
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[Connection]:
+    with Connection(db=db_url) as opened:
+        yield opened
