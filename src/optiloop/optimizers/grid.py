@@ -1,0 +1,76 @@
+"""Grid search: every point of the space's grid once, in a fixed order.
+
+The grid is ``Space.finite_points()``: every value of each int, grid and
+categorical parameter, and evenly spaced values of each continuous double.
+A call returns the next points of that order that are neither observed nor
+pending, so parallel workers never share a point; it returns fewer than asked
+near the end and none once the grid is exhausted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from optiloop.errors import SpecError
+from optiloop.experiment import ExperimentSpec, Observation
+from optiloop.space import Assignments, DoubleParameter, Space
+
+logger = logging.getLogger(__name__)
+
+# A grid larger than this would take more runs than any budget affords and
+# seconds to walk at every call, so it is refused instead.
+MAX_GRID_POINTS = 100_000
+
+
+class GridOptimizer:
+    """The ``grid`` experiment type."""
+
+    def __init__(self, doubles_per_axis: int = 5) -> None:
+        self.doubles_per_axis = doubles_per_axis
+
+    def suggest(
+        self,
+        spec: ExperimentSpec,
+        observations: Sequence[Observation],
+        pending: Sequence[Assignments],
+        count: int,
+        seed: int,
+    ) -> list[Assignments]:
+        space = spec.space()
+        self._refuse_large(space)
+        if count <= 0:
+            return []
+
+        used = {space.key(o.assignments) for o in observations}
+        used.update(space.key(a) for a in pending)
+
+        fresh: list[Assignments] = []
+        for point in space.finite_points(self.doubles_per_axis):
+            if len(fresh) == count:
+                break
+            if space.key(point) not in used:
+                fresh.append(point)
+        logger.debug("grid: %d new points, %d already used", len(fresh), len(used))
+        return fresh
+
+    def _refuse_large(self, space: Space) -> None:
+        axis_sizes = {
+            p.name: self.doubles_per_axis
+            if isinstance(p, DoubleParameter)
+            else p.n_values
+            for p in space
+        }
+        total = 1
+        for size in axis_sizes.values():
+            total *= size
+        if total <= MAX_GRID_POINTS:
+            return
+
+        widest = max(axis_sizes, key=lambda name: axis_sizes[name])
+        raise SpecError(
+            f"parameters.{widest}: grid search would need {total:,} points "
+            f"({axis_sizes[widest]} values of {widest}), more than the limit "
+            f"of {MAX_GRID_POINTS:,}; narrow its bounds or grid, or use "
+            "type: sobol or offline"
+        )

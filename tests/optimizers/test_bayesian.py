@@ -1,0 +1,430 @@
+"""Bayesian optimization: numerics, published benchmarks and behaviours."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from optiloop.experiment import ExperimentSpec, MetricValue, Observation, parse_spec
+from optiloop.optimizers import BayesianOptimizer, SobolOptimizer
+from optiloop.optimizers.bayesian import log_expected_improvement
+from optiloop.space import Assignments
+from optiloop.workloads import functions
+
+# What a test's objective returns for a point: its metric values, or None
+# for a run that failed.
+Evaluate = Callable[[Assignments], tuple[MetricValue, ...] | None]
+
+
+def _run(
+    spec: ExperimentSpec, evaluate: Evaluate, n_evaluations: int, seed: int
+) -> list[Observation]:
+    """The sequential loop: suggest one point, evaluate it, record it."""
+    optimizer = BayesianOptimizer()
+    observations: list[Observation] = []
+    for _ in range(n_evaluations):
+        [point] = optimizer.suggest(spec, observations, [], 1, seed)
+        values = evaluate(point)
+        if values is None:
+            observations.append(Observation(assignments=point, failed=True))
+        else:
+            observations.append(Observation(assignments=point, values=values))
+    return observations
+
+
+def _unit_square(metrics: list[dict[str, object]]) -> ExperimentSpec:
+    return parse_spec(
+        {
+            "parameters": [
+                {"name": name, "type": "double", "bounds": {"min": 0, "max": 1}}
+                for name in ("x1", "x2")
+            ],
+            "metrics": metrics,
+        }
+    )
+
+
+def _branin_spec(objective: str) -> ExperimentSpec:
+    (x1_low, x1_high), (x2_low, x2_high) = functions.BRANIN_BOUNDS
+    return parse_spec(
+        {
+            "parameters": [
+                {
+                    "name": "x1",
+                    "type": "double",
+                    "bounds": {"min": x1_low, "max": x1_high},
+                },
+                {
+                    "name": "x2",
+                    "type": "double",
+                    "bounds": {"min": x2_low, "max": x2_high},
+                },
+            ],
+            "metrics": [{"name": "y", "objective": objective}],
+        }
+    )
+
+
+def _diagonal(x: float) -> Assignments:
+    return {"x1": x, "x2": x}
+
+
+def _branin(point: Assignments) -> float:
+    return float(functions.branin([point["x1"], point["x2"]]))
+
+
+# Numerics of the acquisition.
+
+
+def test_log_ei_at_the_incumbent_is_std_times_phi_of_zero() -> None:
+    # z = 0: EI = std * (phi(0) + 0) = std / sqrt(2 pi).
+    std = np.array([0.5, 2.0])
+    log_ei = log_expected_improvement(np.array([1.0, 1.0]), std, 1.0)
+    np.testing.assert_allclose(log_ei, np.log(std / math.sqrt(2.0 * math.pi)))
+
+
+def test_log_ei_matches_the_direct_formula_where_that_is_accurate() -> None:
+    # Down to z = -10 the textbook std * (phi(z) + z Phi(z)) loses at most
+    # two of its sixteen digits to cancellation.  The points straddle the
+    # switch between formulas at z = -1.
+    z = np.array([6.0, 2.0, 0.3, -0.5, -1.0 + 1e-9, -1.0 - 1e-9, -3.0, -10.0])
+    std = 0.7
+    mean = -z * std  # incumbent 0
+
+    log_ei = log_expected_improvement(mean, np.full(z.shape, std), 0.0)
+
+    direct = np.log(std * (norm.pdf(z) + z * norm.cdf(z)))
+    np.testing.assert_allclose(log_ei, direct, rtol=1e-9)
+
+
+def test_log_ei_follows_the_asymptotic_series_far_below_the_incumbent() -> None:
+    # There EI underflows to 0 but its log must not: for z -> -infinity,
+    # phi(z) + z Phi(z) = phi(z) / z^2 * (1 - 3/z^2 + 15/z^4 - 105/z^6
+    # + 945/z^8 - ...) (the Mills-ratio series); at |z| >= 40 the first
+    # omitted term is below 1e-12.
+    z = np.array([-40.0, -1e3, -1e6, -1e9, -1e12])
+
+    log_ei = log_expected_improvement(-z, np.ones_like(z), 0.0)
+
+    correction = -3.0 / z**2 + 15.0 / z**4 - 105.0 / z**6 + 945.0 / z**8
+    series = norm.logpdf(z) - 2.0 * np.log(-z) + np.log1p(correction)
+    np.testing.assert_allclose(log_ei, series, rtol=1e-12)
+    assert np.all(np.diff(log_ei) < 0)  # ever smaller as z falls
+
+
+# Published benchmarks.
+
+
+def test_branin_within_0_1_of_its_minimum_in_40_evaluations() -> None:
+    # The published minimum is 0.397887.  A gap of 0.1 separates search
+    # from luck: the best of 40 uniform random points has a median gap of
+    # 0.9, and only 8% of random seeds come within 0.1.  Measured on this
+    # implementation, all 10 seeds end within 3e-4; the test asks 8 of 10
+    # so that another platform's rounding in the linear algebra, which can
+    # change a trajectory, cannot fail it.
+    spec = _branin_spec("minimize")
+
+    def evaluate(point: Assignments) -> tuple[MetricValue, ...]:
+        return (MetricValue("y", _branin(point)),)
+
+    best = [
+        min(_branin(o.assignments) for o in _run(spec, evaluate, 40, seed))
+        for seed in range(10)
+    ]
+
+    close = [value for value in best if value - functions.BRANIN_MINIMUM < 0.1]
+    assert len(close) >= 8, best
+    assert min(best) >= functions.BRANIN_MINIMUM - 1e-6
+
+
+def test_maximizing_minus_branin_is_the_same_search() -> None:
+    # On the to_minimize scale both directions give identical numbers, so
+    # the suggestions must be identical, not merely similar.
+    def minimized(point: Assignments) -> tuple[MetricValue, ...]:
+        return (MetricValue("y", _branin(point)),)
+
+    def maximized(point: Assignments) -> tuple[MetricValue, ...]:
+        return (MetricValue("y", -_branin(point)),)
+
+    down = _run(_branin_spec("minimize"), minimized, 20, seed=7)
+    up = _run(_branin_spec("maximize"), maximized, 20, seed=7)
+
+    assert [o.assignments for o in up] == [o.assignments for o in down]
+
+
+def _gramacy_spec() -> ExperimentSpec:
+    return _unit_square(
+        [
+            {"name": "y", "objective": "minimize"},
+            {
+                "name": "c1",
+                "objective": "minimize",
+                "strategy": "constraint",
+                "threshold": 0.0,
+            },
+            {
+                "name": "c2",
+                "objective": "minimize",
+                "strategy": "constraint",
+                "threshold": 0.0,
+            },
+        ]
+    )
+
+
+def _gramacy_outcome(point: Assignments) -> tuple[float, float, float]:
+    objective, c1, c2 = functions.gramacy([point["x1"], point["x2"]])
+    return float(objective), float(c1), float(c2)
+
+
+def _gramacy(point: Assignments) -> tuple[MetricValue, ...]:
+    objective, c1, c2 = _gramacy_outcome(point)
+    return (MetricValue("y", objective), MetricValue("c1", c1), MetricValue("c2", c2))
+
+
+def test_constrained_gramacy_problem_reaches_its_optimum() -> None:
+    # The published constrained minimum is 0.5998, on the boundary of a
+    # feasible set covering 46% of the square.  The best feasible point of
+    # 30 uniform random points has a median gap of 0.2, and 1% of random
+    # seeds come within 0.01.  Measured on this implementation with 30
+    # evaluations: all of 10 seeds within 1e-3 (within 2e-4 by 40).  The
+    # test asks 4 of 5 seeds within 0.01.
+    spec = _gramacy_spec()
+
+    best = []
+    for seed in range(5):
+        observations = _run(spec, _gramacy, 30, seed)
+        feasible_values = [
+            objective
+            for objective, c1, c2 in (
+                _gramacy_outcome(o.assignments) for o in observations
+            )
+            if c1 <= 0.0 and c2 <= 0.0
+        ]
+        best.append(min(feasible_values))
+
+    close = [v for v in best if abs(v - functions.GRAMACY_MINIMUM) < 0.01]
+    assert len(close) >= 4, best
+
+
+# Behaviours.
+
+
+def test_initial_design_is_the_experiment_sobol_sequence() -> None:
+    # Until max(5, 2 dims) = 5 points exist, suggestions are the Sobol
+    # strategy's own points, continuing across calls.
+    spec = _branin_spec("minimize")
+
+    def evaluate(point: Assignments) -> tuple[MetricValue, ...]:
+        return (MetricValue("y", _branin(point)),)
+
+    observations = _run(spec, evaluate, 5, seed=3)
+
+    sobol = SobolOptimizer().suggest(spec, [], [], 5, seed=3)
+    assert [o.assignments for o in observations] == sobol
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_a_value_exactly_at_the_threshold_meets_it(direction: str) -> None:
+    # Every observation has c exactly at its threshold.  Counted as met,
+    # they are all feasible and the search minimizes y = (x - 0.3)^2,
+    # suggesting near x = 0.3.  With the threshold a hair stricter, nothing
+    # is feasible and the search only seeks feasibility: c looks constant
+    # and just infeasible, so the chance of meeting the threshold is
+    # largest where the model is least sure, at an end of the interval.
+    xs = [0.05 + 0.1 * i for i in range(10)]
+    observations = [
+        Observation(
+            assignments={"x": x},
+            values=(MetricValue("y", (x - 0.3) ** 2), MetricValue("c", 0.25)),
+        )
+        for x in xs
+    ]
+    stricter = 1e-9 if direction == "maximize" else -1e-9
+
+    [at_threshold] = BayesianOptimizer().suggest(
+        _threshold_spec(direction, 0.25), observations, [], 1, seed=0
+    )
+    [past_threshold] = BayesianOptimizer().suggest(
+        _threshold_spec(direction, 0.25 + stricter), observations, [], 1, seed=0
+    )
+
+    assert abs(float(at_threshold["x"]) - 0.3) < 0.05
+    assert abs(float(past_threshold["x"]) - 0.3) > 0.2
+
+
+def _threshold_spec(direction: str, threshold: float) -> ExperimentSpec:
+    return parse_spec(
+        {
+            "parameters": [
+                {"name": "x", "type": "double", "bounds": {"min": 0, "max": 1}}
+            ],
+            "metrics": [
+                {"name": "y", "objective": "minimize"},
+                {
+                    "name": "c",
+                    "objective": direction,
+                    "strategy": "constraint",
+                    "threshold": threshold,
+                },
+            ],
+        }
+    )
+
+
+def test_a_batch_with_pending_points_is_spread_out() -> None:
+    # Without the believer, all four slots would maximize the same
+    # acquisition and crowd onto one spot.
+    spec = _branin_spec("minimize")
+    space = spec.space()
+    points = SobolOptimizer().suggest(spec, [], [], 12, seed=3)
+    observations = [
+        Observation(assignments=p, values=(MetricValue("y", _branin(p)),))
+        for p in points[:10]
+    ]
+    pending = points[10:]
+
+    batch = BayesianOptimizer().suggest(spec, observations, pending, 4, seed=3)
+
+    assert len(batch) == 4
+    keys = [space.key(p) for p in batch]
+    assert len(set(keys)) == 4
+    assert not set(keys) & {space.key(p) for p in points}
+    cube = space.to_unit_many(batch + pending)
+    gaps = [np.linalg.norm(a - b) for a, b in itertools.combinations(cube, 2)]
+    assert min(gaps) > 0.05
+
+
+def test_a_failing_region_is_avoided() -> None:
+    # Runs with x1 > 0.5 fail (think: a learning rate that diverges); the
+    # bowl's minimum is at (0.3, 0.5).  The objective model has no values
+    # in the failing half, so without the success model its expected
+    # improvement stays high there: measured, 20-24 of the 25 suggestions
+    # after the initial design then fail.  With it, 0-4 of 25 did.
+    spec = _unit_square([{"name": "y", "objective": "minimize"}])
+
+    def evaluate(point: Assignments) -> tuple[MetricValue, ...] | None:
+        x1, x2 = float(point["x1"]), float(point["x2"])
+        if x1 > 0.5:
+            return None
+        return (MetricValue("y", (x1 - 0.3) ** 2 + (x2 - 0.5) ** 2),)
+
+    for seed in range(3):
+        observations = _run(spec, evaluate, 30, seed)
+
+        after_initial = observations[5:]
+        failures = sum(o.failed for o in after_initial)
+        assert failures <= len(after_initial) // 3, (seed, failures)
+        best = min(o.value("y") or math.inf for o in observations)
+        assert best < 1e-3
+
+
+def test_a_small_discrete_space_is_covered_once_then_exhausted() -> None:
+    spec = parse_spec(
+        {
+            "parameters": [
+                {"name": n, "type": "categorical", "categorical_values": ["lo", "hi"]}
+                for n in ("a", "b", "c")
+            ],
+            "metrics": [{"name": "y", "objective": "minimize"}],
+        }
+    )
+    space = spec.space()
+
+    def evaluate(point: Assignments) -> tuple[MetricValue, ...]:
+        return (MetricValue("y", sum(v == "hi" for v in point.values())),)
+
+    observations = _run(spec, evaluate, 8, seed=0)
+
+    assert len({space.key(o.assignments) for o in observations}) == 8
+    assert BayesianOptimizer().suggest(spec, observations, [], 1, seed=0) == []
+
+
+def test_noisy_repeats_and_failures_at_one_point_are_handled() -> None:
+    # Repeated points with different values, stddevs and a failure at the
+    # same place must not break the models (a singular kernel matrix).
+    spec = _unit_square([{"name": "y", "objective": "minimize"}])
+    here: Assignments = {"x1": 0.5, "x2": 0.5}
+    observations = [
+        Observation(assignments=here, values=(MetricValue("y", v, 0.1),))
+        for v in (1.0, 1.2, 0.9)
+    ]
+    observations.append(Observation(assignments=here, failed=True))
+    observations += [
+        Observation(assignments=_diagonal(x), values=(MetricValue("y", 2.0 * x),))
+        for x in (0.1, 0.9)
+    ]
+
+    batch = BayesianOptimizer().suggest(spec, observations, [], 2, seed=0)
+
+    assert len(batch) == 2
+    for point in batch:
+        assert 0.0 <= float(point["x1"]) <= 1.0
+        assert 0.0 <= float(point["x2"]) <= 1.0
+
+
+def test_when_every_run_failed_points_keep_coming() -> None:
+    spec = _unit_square([{"name": "y", "objective": "minimize"}])
+    space = spec.space()
+
+    observations = _run(spec, lambda point: None, 8, seed=0)
+
+    assert len({space.key(o.assignments) for o in observations}) == 8
+
+
+def test_two_objectives_move_towards_their_pareto_front() -> None:
+    # f1 = x1 and f2 = 1 - x1 + x2: every point with x2 = 0 is Pareto
+    # optimal and no other is.  Uniform sampling would put 10% of points at
+    # x2 < 0.1; the random scalarizations should put most there.
+    spec = _unit_square(
+        [
+            {"name": "f1", "objective": "minimize"},
+            {"name": "f2", "objective": "minimize"},
+        ]
+    )
+
+    def evaluate(point: Assignments) -> tuple[MetricValue, ...]:
+        x1, x2 = float(point["x1"]), float(point["x2"])
+        return (MetricValue("f1", x1), MetricValue("f2", 1.0 - x1 + x2))
+
+    observations = _run(spec, evaluate, 25, seed=0)
+
+    after_initial: Sequence[Observation] = observations[5:]
+    near_front = [o for o in after_initial if float(o.assignments["x2"]) < 0.1]
+    assert len(near_front) >= 0.6 * len(after_initial)
+    spread = [float(o.assignments["x1"]) for o in near_front]
+    assert max(spread) - min(spread) > 0.5  # along the front, not one spot
+
+
+def test_a_suggestion_at_40_observations_in_4_dims_is_quick() -> None:
+    # A regression guard, not a benchmark: measured 0.1 s on one core.
+    spec = parse_spec(
+        {
+            "parameters": [
+                {"name": f"x{i}", "type": "double", "bounds": {"min": 0, "max": 1}}
+                for i in range(4)
+            ],
+            "metrics": [{"name": "y", "objective": "minimize"}],
+        }
+    )
+    rng = np.random.default_rng(0)
+    observations = []
+    for point in rng.random((40, 4)):
+        hartmann_point = np.concatenate([point, [0.5, 0.5]])
+        value = float(functions.hartmann6(hartmann_point))
+        observations.append(
+            Observation(
+                assignments={f"x{i}": float(u) for i, u in enumerate(point)},
+                values=(MetricValue("y", value),),
+            )
+        )
+
+    start = time.perf_counter()
+    BayesianOptimizer().suggest(spec, observations, [], 1, seed=0)
+    assert time.perf_counter() - start < 5.0
