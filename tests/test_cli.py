@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -73,3 +75,98 @@ def test_best_of_an_empty_database_says_so(tmp_path: Path) -> None:
     ran = runner.invoke(app, ["best", "--db", f"sqlite:///{tmp_path}/empty.db"])
     assert ran.exit_code == 2
     assert "no experiment in this database" in ran.output
+
+
+def test_token_create_prints_a_token_that_the_server_takes(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'tokens.db'}"
+    made = runner.invoke(app, ["token", "create", "alice", "--db", db])
+    assert made.exit_code == 0, made.output
+    secret = made.stdout.strip().splitlines()[-1]
+
+    from optiloop.store import Store
+
+    with Store(db) as store:
+        token = store.find_token(secret)
+    assert token is not None and token.name == "alice"
+
+
+def test_run_best_and_status_against_a_server(
+    tmp_path: Path, start_server: Any
+) -> None:
+    db = f"sqlite:///{tmp_path / 'served.db'}"
+    made = runner.invoke(app, ["token", "create", "runner", "--db", db])
+    token = made.stdout.strip().splitlines()[-1]
+
+    with start_server(db, tmp_path / "server.log") as url:
+        remote = ["--server", url, "--token", token]
+        ran = runner.invoke(app, ["run", str(write_spec(tmp_path)), *remote])
+        assert ran.exit_code == 0, ran.output
+        assert f"Created experiment 1 (cli) in {url}" in ran.output
+
+        best = runner.invoke(app, ["best", "--json", *remote])
+        assert best.exit_code == 0, best.output
+        [point] = json.loads(best.output)["best"]
+        # The same runs as in the database test above, so the same answer.
+        assert point["values"]["converge_epoch"]["value"] == 2.5
+
+        status = runner.invoke(app, ["status", *remote])
+        assert "3/3" in status.output
+
+        wrong = runner.invoke(app, ["status", "--server", url, "--token", "nope"])
+        assert wrong.exit_code == 2
+        assert "refused the token" in wrong.output
+
+
+def test_names_are_shown_literally_not_as_markup(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'markup.db'}"
+    spec = write_spec(
+        tmp_path,
+        name="exp[/]x",
+        parameters=[
+            {"name": "epochs", "type": "int", "bounds": {"min": 3, "max": 4}},
+            {
+                "name": "opt",
+                "type": "categorical",
+                "categorical_values": ["[bold]adam"],
+            },
+        ],
+        observation_budget=1,
+    )
+    ran = runner.invoke(app, ["run", str(spec), "--db", db])
+    assert ran.exit_code == 0, ran.output
+    assert "exp[/]x" in ran.output
+    assert "[bold]adam" in ran.output
+
+
+def test_continuing_with_another_spec_is_refused(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'continue.db'}"
+    first = runner.invoke(app, ["run", str(write_spec(tmp_path)), "--db", db])
+    assert first.exit_code == 0, first.output
+
+    other = write_spec(
+        tmp_path,
+        parameters=[{"name": "epochs", "type": "int", "bounds": {"min": 2, "max": 9}}],
+    )
+    ran = runner.invoke(app, ["run", str(other), "--db", db, "--experiment", "1"])
+    assert ran.exit_code == 2
+    assert "parameters:" in ran.output
+    assert "differs from experiment 1 as stored" in ran.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["best", "--experiment", "7"], "experiment 7"),
+        (["best", "--db", "bogus://x/y"], "cannot be opened"),
+        (["status", "--db", "notaurl"], "cannot be opened"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    if "--db" not in args:
+        args = [*args, "--db", f"sqlite:///{tmp_path / 'x.db'}"]
+    ran = runner.invoke(app, args)
+    assert ran.exit_code == 2, ran.output
+    assert message in ran.output
+    assert "Traceback" not in ran.output

@@ -172,6 +172,42 @@ REFUSALS = [
         r"the grid of parameter 'wd' is empty",
         id="empty-pow2-grid",
     ),
+    pytest.param(
+        spec_with("job", {"command": "train", "metrics": {"format": "csv"}}),
+        r"job.metrics.format: format must be json, mllog or an import path "
+        r"module:Class, got 'csv'",
+        id="unknown-metrics-format",
+    ),
+    pytest.param(
+        spec_with("job", {"command": "train", "metrics": {"file": "logs/{run}.log"}}),
+        r"job.metrics.file uses \{run\}, which is neither a parameter nor "
+        r"\{seed\}",
+        id="unknown-metrics-file-placeholder",
+    ),
+    pytest.param(
+        spec_with("job", {"command": "train", "evaluation": {"period": 0}}),
+        r"job.evaluation.period: Input should be greater than or equal to 1 "
+        r"\(got 0\)",
+        id="evaluation-period-zero",
+    ),
+    pytest.param(
+        spec_with("job", {"command": "train", "evaluation": {"offset": -1}}),
+        r"job.evaluation.offset: Input should be greater than or equal to 0",
+        id="evaluation-offset-negative",
+    ),
+    pytest.param(
+        spec_with("job", {"command": "train", "prune": {"enabled": True}}),
+        r"job.prune.enabled: true needs job.converge",
+        id="prune-without-converge",
+    ),
+    pytest.param(
+        spec_with(
+            "job",
+            {"command": "train", "prune": {"enabled": True, "margin": -0.1}},
+        ),
+        r"job.prune.margin: Input should be greater than or equal to 0",
+        id="prune-negative-margin",
+    ),
 ]
 
 
@@ -324,3 +360,101 @@ def test_two_objectives_give_the_pareto_front() -> None:
 def test_bad_values_are_refused(values: list[dict[str, Any]], message: str) -> None:
     with pytest.raises(SpecError, match=message):
         check_values(parse_spec(BASE), values, failed=False)
+
+
+def test_job_fields_for_mlperf_runs_parse() -> None:
+    spec = parse_spec(
+        spec_with(
+            "job",
+            {
+                "command": "train --lr {lr} --seed {seed}",
+                "metrics": {"format": "mllog", "file": "logs/{lr}-{seed}.log"},
+                "evaluation": {"period": 4, "offset": 2},
+                "converge": {
+                    "metric": "acc",
+                    "target": 0.9,
+                    "as": "loss",
+                    "stop": True,
+                },
+                "prune": {"enabled": True},
+            },
+        )
+    )
+    job = spec.job
+    assert job is not None and job.evaluation is not None
+    assert job.converge is not None and job.converge.stop
+    assert job.pruning
+    # Every 4 epochs from epoch 3: 3, 7, 11, ...
+    assert [job.evaluation.on_grid(e) for e in (2, 3, 5, 7, 11)] == [
+        False,
+        True,
+        False,
+        True,
+        True,
+    ]
+    assert job.evaluation.next_after(1) == 3
+    assert job.evaluation.next_after(7) == 11
+    assert job.evaluation.next_after(8) == 11
+
+
+def test_a_job_reads_json_on_stdout_unless_told_otherwise() -> None:
+    job = parse_spec(spec_with("job", {"command": "train"})).job
+    assert job is not None
+    assert (job.metrics.format, job.metrics.file) == ("json", None)
+    assert job.evaluation is None and not job.pruning
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        pytest.param(
+            spec_with(
+                "parameters.0",
+                {"name": "lr", "type": "double", "grid": [0.5, float("inf")]},
+            ),
+            r"parameters\[0\]\.grid\[1\]: Input should be a finite number",
+            id="infinite-grid-value",
+        ),
+        pytest.param(
+            spec_with(
+                "parameters.0",
+                {
+                    "name": "wd",
+                    "type": "double",
+                    "grid_pow2": {"base": float("nan"), "min": 1e-5, "max": 4e-4},
+                },
+            ),
+            r"parameters\[0\]\.grid_pow2\.base: Input should be a finite number",
+            id="nan-pow2-base",
+        ),
+        pytest.param(
+            spec_with(
+                "metrics.1", {"name": "mem", "strategy": "store", "threshold": 10}
+            ),
+            r"store metric 'mem' is only recorded, so it takes no threshold",
+            id="threshold-on-store-metric",
+        ),
+        pytest.param(
+            spec_with("metadata", {"note": float("nan")}),
+            r"metadata: metadata must be plain JSON with finite numbers",
+            id="nan-in-metadata",
+        ),
+        pytest.param(
+            spec_with(
+                "parameters.0",
+                {
+                    "name": "opt",
+                    "type": "categorical",
+                    "categorical_values": ["sgd", ""],
+                },
+            ),
+            r"parameters\[0\]: name must not be empty",
+            id="empty-category",
+        ),
+    ],
+)
+def test_non_finite_and_meaningless_values_are_refused(
+    spec: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(SpecError, match=message):
+        parse_spec(spec)

@@ -1,7 +1,8 @@
-"""The ``optiloop`` command: run an experiment file, show its best point and status.
+"""The ``optiloop`` command: run an experiment file, show its best point and status,
+serve the REST API and make its tokens.
 
-Heavy modules (the store, the optimizers) are imported inside the commands so
-that ``optiloop --help`` starts fast.
+Heavy modules (the store, the optimizers, the web stack) are imported inside
+the commands so that ``optiloop --help`` starts fast.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from optiloop.errors import OptiloopError
+from optiloop.errors import OptiloopError, SpecError
 
 DEFAULT_DB = "sqlite:///optiloop.db"
 
@@ -27,11 +30,29 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+token_app = typer.Typer(help="API tokens of a server.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
 console = Console()
 errors = Console(stderr=True)
 
 DbOption = Annotated[
     str, typer.Option("--db", help="Database URL.", envvar="OPTILOOP_DB")
+]
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        help="URL of an optiloop server; replaces --db.",
+        envvar="OPTILOOP_SERVER",
+    ),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        help="API token for --server ('optiloop token create').",
+        envvar="OPTILOOP_TOKEN",
+    ),
 ]
 ExperimentOption = Annotated[
     int | None,
@@ -73,21 +94,28 @@ def run(
         int | None,
         typer.Option(help="Continue this experiment instead of creating one."),
     ] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Run an experiment file to its budget, then print the best point."""
-    from optiloop.client import Connection
     from optiloop.experiment import load_spec
     from optiloop.runner import LocalExecutor, run_experiment
 
     with _user_errors():
         spec = load_spec(spec_file)
-        conn = Connection(db=db)
+        conn = _connect(db, server, token)
+        where = server or db
         if experiment is None:
             experiment_id = conn.experiments().create(**spec.to_dict()).id
-            console.print(f"Created experiment {experiment_id} ({spec.name}) in {db}")
+            console.print(
+                f"Created experiment {experiment_id} ({escape(spec.name)}) "
+                f"in {escape(where)}"
+            )
         else:
-            experiment_id = conn.experiments(experiment).fetch().id
-            console.print(f"Continuing experiment {experiment_id} in {db}")
+            stored = conn.experiments(experiment).fetch()
+            _refuse_other_spec(spec, stored, spec_file)
+            experiment_id = stored.id
+            console.print(f"Continuing experiment {experiment_id} in {escape(where)}")
 
         target = observations or spec.observation_budget
         executor = LocalExecutor(slots=parallel or spec.parallel_bandwidth)
@@ -111,13 +139,16 @@ def best(
     db: DbOption = DEFAULT_DB,
     experiment: ExperimentOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Print the best feasible point of an experiment."""
-    from optiloop.client import Connection
-
     with _user_errors():
-        conn = Connection(db=db)
-        experiment_id = experiment or _newest_experiment(conn)
+        conn = _connect(db, server, token)
+        if experiment is None:
+            experiment_id = _newest_experiment(conn)
+        else:
+            experiment_id = conn.experiments(experiment).fetch().id
         if as_json:
             page = conn.experiments(experiment_id).best_assignments().fetch()
             points = [_best_as_dict(item) for item in page.data]
@@ -127,12 +158,12 @@ def best(
 
 
 @app.command()
-def status(db: DbOption = DEFAULT_DB) -> None:
+def status(
+    db: DbOption = DEFAULT_DB, server: ServerOption = None, token: TokenOption = None
+) -> None:
     """List the experiments with their progress and best value."""
-    from optiloop.client import Connection
-
     with _user_errors():
-        conn = Connection(db=db)
+        conn = _connect(db, server, token)
         table = Table("id", "name", "type", "observations", "failed", "best")
         for item in conn.experiments().fetch().data:
             experiment = conn.experiments(item.id)
@@ -143,13 +174,58 @@ def status(db: DbOption = DEFAULT_DB) -> None:
             best_text = _values_text(best_page[0]) if best_page else "none feasible"
             table.add_row(
                 str(item.id),
-                item.name,
+                Text(item.name),
                 item.type,
                 f"{len(observations)}/{budget}",
                 str(failed),
-                best_text,
+                Text(best_text),
             )
         console.print(table)
+
+
+@app.command()
+def serve(
+    db: DbOption = DEFAULT_DB,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; 0.0.0.0 for every one.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8765,
+) -> None:
+    """Serve SigOpt's v1 REST API over the database, for a team's workers."""
+    import uvicorn
+
+    from optiloop.service import create_app
+
+    with _user_errors():
+        application = create_app(db)
+    errors.print(f"Serving {db} at http://{host}:{port}/v1", highlight=False)
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="Who or what uses the token.")],
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Make an API token and print it; it is shown this once, never again."""
+    from optiloop.store import Store
+
+    with _user_errors(), Store(db) as store:
+        record, secret = store.create_token(name)
+    errors.print(
+        f"Token {record.id} ({name}) created; it is shown only now:",
+        highlight=False,
+    )
+    typer.echo(secret)
+
+
+def _connect(db: str, server: str | None, token: str | None) -> Any:
+    """A connection to the server when one is named, else to the database."""
+    from optiloop.client import Connection
+
+    if server is None:
+        return Connection(db=db)
+    return Connection(url=server, token=token)
 
 
 def _print_best(conn: Any, experiment_id: int) -> None:
@@ -157,7 +233,7 @@ def _print_best(conn: Any, experiment_id: int) -> None:
     if not page.data:
         console.print(
             f"[yellow]Experiment {experiment_id} has no feasible point yet[/]: "
-            "no observation met every threshold."
+            "no observation succeeded and met every threshold."
         )
         return
     for item in page.data:
@@ -165,14 +241,14 @@ def _print_best(conn: Any, experiment_id: int) -> None:
         table.add_column("name")
         table.add_column("value", justify="right")
         for name, value in dict(item.assignments).items():
-            table.add_row(name, str(value))
+            table.add_row(Text(name), Text(str(value)))
         for value in item.values:
             spread = (
                 f" ± {value.value_stddev:.3g}"
                 if getattr(value, "value_stddev", None) is not None
                 else ""
             )
-            table.add_row(f"[bold]{value.name}[/]", f"{value.value:.6g}{spread}")
+            table.add_row(Text(value.name, style="bold"), f"{value.value:.6g}{spread}")
         console.print(table)
 
 
@@ -191,6 +267,30 @@ def _values_text(item: Any) -> str:
     return ", ".join(f"{v.name}={v.value:.4g}" for v in item.values)
 
 
+def _refuse_other_spec(spec: Any, stored: Any, spec_file: Path) -> None:
+    """Refuse to continue an experiment with a file that describes another.
+
+    The loop trains what the file says and reports it to the stored
+    experiment, so the two must agree on what is searched and measured.
+    """
+    from optiloop.client.shapes import metric_json, parameter_json
+
+    expected = {
+        "parameters": [parameter_json(p) for p in spec.parameters],
+        "metrics": [metric_json(m) for m in spec.metrics],
+        "seeds_per_point": spec.seeds_per_point,
+        "job": spec.to_dict().get("job"),
+    }
+    found = stored.to_json()
+    for field, value in expected.items():
+        if json.dumps(found.get(field)) != json.dumps(value):
+            raise SpecError(
+                f"{field}: {spec_file} differs from experiment {stored.id} as "
+                "stored; continue it with the file that created it, or drop "
+                "--experiment to start a new experiment"
+            )
+
+
 def _newest_experiment(conn: Any) -> int:
     experiments = conn.experiments().fetch().data
     if not experiments:
@@ -204,7 +304,9 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except OptiloopError as error:
-        errors.print(f"[red]error:[/] {error}", highlight=False)
+        errors.print(
+            f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(2) from None
 
 
@@ -245,5 +347,7 @@ class _progress:
         if outcome.failed:
             last = f"[red]suggestion {event.suggestion_id} failed[/]"
         else:
-            last = ", ".join(f"{v['name']}={v['value']:.4g}" for v in outcome.values)
+            last = escape(
+                ", ".join(f"{v['name']}={v['value']:.4g}" for v in outcome.values)
+            )
         self._bar.update(self._task, completed=event.observation_count, last=last)

@@ -1,4 +1,9 @@
-"""Fixtures of the client tests: a connection on a fresh SQLite file."""
+"""Fixtures of the client tests: a connection through each driver.
+
+``conn`` is in-process on a fresh SQLite file, then (the same tests again)
+over HTTP to a real server, with a fresh token so that the test sees only
+its own experiments.
+"""
 
 from __future__ import annotations
 
@@ -47,7 +52,13 @@ def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'client.db'}"
 
 
-@pytest.fixture
-def conn(db_url: str) -> Iterator[Connection]:
-    with Connection(db=db_url) as opened:
+@pytest.fixture(params=["local", "http"])
+def conn(request: pytest.FixtureRequest, db_url: str) -> Iterator[Connection]:
+    if request.param == "local":
+        with Connection(db=db_url) as opened:
+            yield opened
+        return
+
+    server = request.getfixturevalue("shared_server")
+    with Connection(url=server.url, token=server.new_token()) as opened:
         yield opened

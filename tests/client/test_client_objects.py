@@ -180,9 +180,11 @@ def test_top_level_name_is_the_client_connection() -> None:
     assert optiloop.Connection is Connection
 
 
-def test_http_driver_is_not_built_yet() -> None:
-    with pytest.raises(OptiloopError, match="HTTP driver is not built yet"):
-        Connection(url="https://optiloop.example", token="secret")
+def test_url_connection_needs_a_token_and_no_db() -> None:
+    with pytest.raises(OptiloopError, match="needs token"):
+        Connection(url="http://127.0.0.1:9")
+    with pytest.raises(OptiloopError, match="give one"):
+        Connection(db="sqlite://", url="http://127.0.0.1:9", token="secret")
 
 
 def test_two_connections_share_one_file(make_spec: SpecMaker, db_url: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,3 +193,23 @@ def test_get_optimizer_maps_every_type() -> None:
 def test_get_optimizer_refuses_an_unknown_type() -> None:
     with pytest.raises(SpecError, match=r"^type: .*'annealing'.*offline"):
         get_optimizer("annealing")
+
+
+def test_sobol_through_the_client_stratifies_like_one_sequence(
+    tmp_path: Path,
+) -> None:
+    # A scrambled Sobol sequence puts its first 2^k points one in each
+    # interval of width 2^-k; eight suggestions must hit all eight eighths.
+    from optiloop.client import Connection
+
+    conn = Connection(db=f"sqlite:///{tmp_path / 'sobol.db'}")
+    spec = {
+        "type": "sobol",
+        "parameters": [{"name": "x", "type": "double", "bounds": {"min": 0, "max": 1}}],
+        "metrics": [{"name": "y"}],
+    }
+    for _ in range(5):
+        experiment = conn.experiments().create(**spec)
+        suggestions = conn.experiments(experiment.id).suggestions()
+        xs = [suggestions.create().assignments["x"] for _ in range(8)]
+        assert sorted(int(x * 8) for x in xs) == list(range(8))

@@ -126,3 +126,52 @@ def test_grid_exhaustion_ends_the_loop(tmp_path: Path) -> None:
 def test_no_budget_is_refused_before_anything_runs(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="observation_budget"):
         run(tmp_path, spec_dict(observation_budget=None))
+
+
+def test_a_point_behind_the_converged_ones_is_pruned_and_infeasible(
+    tmp_path: Path,
+) -> None:
+    # delay 0 reaches 0.8 at epoch 3 (0.6, 0.7, 0.8) and stops.  delay 5 has 0.1 at
+    # epoch 1, below the 0.6 both converged seeds had there less the 0.05
+    # margin, so it is stopped at epoch 1 instead of running 20 epochs.  One
+    # slot: the first point is stored before the second is launched, so its
+    # two seeds are the references.
+    command = (
+        f"{sys.executable} {FAKE_JOB} --epochs 20 --sleep 0.1 "
+        "--delay {delay} --seed {seed}"
+    )
+    spec = spec_dict(
+        parameters=[{"name": "delay", "type": "int", "grid": [0, 5]}],
+        observation_budget=2,
+        parallel_bandwidth=1,
+        job={
+            "command": command,
+            "converge": {"metric": "eval_accuracy", "target": 0.8, "stop": True},
+            "prune": {"enabled": True, "margin": 0.05, "min_reference_runs": 2},
+        },
+    )
+    conn = Connection(db=f"sqlite:///{tmp_path / 'runs.db'}")
+    experiment_id = conn.experiments().create(**spec).id
+    executor = LocalExecutor(slots=1)
+    try:
+        run_experiment(conn, experiment_id, parse_spec(spec), executor)
+    finally:
+        executor.shutdown()
+
+    first, second = conn.experiments(experiment_id).observations().fetch().data
+    assert first.assignments["delay"] == 0
+    assert first.metadata["converge_epochs"] == [3.0, 3.0]
+    assert first.metadata["stopped_at_target"] == [0, 1]
+    assert "pruned" not in first.metadata
+
+    assert second.assignments["delay"] == 5
+    assert not second.failed
+    assert second.metadata["converged"] is False
+    assert [p["seed"] for p in second.metadata["pruned"]] == [0, 1]
+    assert (
+        "epoch 1 is behind all 2 converged runs"
+        in (second.metadata["pruned"][0]["reason"])
+    )
+    assert second.metadata["curves"] == [[[1.0, 0.1]], [[1.0, 0.1]]]
+    # Two seeds of 20 epochs at 0.1 s each would take 4 s.
+    assert second.metadata["compute_seconds"] < 2.0

@@ -19,6 +19,12 @@ from optiloop.runner import (
     render_command,
     summarize_point,
 )
+from optiloop.runner.jobs import (
+    PruneRule,
+    StopKind,
+    prune_reason,
+    reference_curves,
+)
 
 FAKE_JOB = Path(__file__).with_name("fake_job.py")
 
@@ -127,10 +133,10 @@ def test_a_seed_that_never_converges_makes_the_point_unconverged() -> None:
             result(1, curve(0.5), exit_code=3, stderr="Traceback ... OOM"),
             "exited with status 3",
         ),
-        (result(1, "no metrics here\n"), "printed no metrics"),
+        (result(1, "no metrics here\n"), "reported no metrics"),
         (
             result(1, '{"epoch": 1, "loss": 0.3}'),
-            "never printed a finite value for metric 'eval_accuracy'",
+            "never reported a finite value for metric 'eval_accuracy'",
         ),
     ],
 )
@@ -185,3 +191,130 @@ def test_summary_of_real_runs(tmp_path: Path) -> None:
     outcome = summarize_point(spec, runs)
     # 0.5 + 0.1 * epoch reaches 0.8 at epoch 3 for every seed.
     assert outcome.metadata["converge_epochs"] == [3.0, 3.0, 3.0]
+
+
+def graded_spec(evaluation: dict[str, int] | None) -> ExperimentSpec:
+    job: dict[str, Any] = {
+        "command": "true",
+        "converge": {"metric": "eval_accuracy", "target": 0.8},
+    }
+    if evaluation is not None:
+        job["evaluation"] = evaluation
+    return parse_spec(
+        {
+            "parameters": [
+                {"name": "epochs", "type": "int", "bounds": {"min": 1, "max": 10}}
+            ],
+            "metrics": [
+                {"name": "eval_accuracy", "strategy": "constraint", "threshold": 0.8},
+                {"name": "converge_epoch", "objective": "minimize"},
+            ],
+            "job": job,
+        }
+    )
+
+
+def graded_curve(*points: tuple[int, float]) -> str:
+    return "\n".join(f'{{"epoch": {e}, "eval_accuracy": {a}}}' for e, a in points)
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "censored"),
+    [
+        # Every epoch (the default): one past the last evaluation, epoch 12.
+        (None, 12.0),
+        # Every 4 epochs from epoch 3 (3, 7, 11, 15): the next one is 15.
+        ({"period": 4, "offset": 2}, 15.0),
+    ],
+)
+def test_a_censored_run_is_reported_at_its_next_evaluation(
+    evaluation: dict[str, int] | None, censored: float
+) -> None:
+    unconverged = graded_curve((3, 0.5), (7, 0.6), (11, 0.7))
+    outcome = summarize_point(graded_spec(evaluation), [result(0, unconverged)])
+    values = {v["name"]: v["value"] for v in outcome.values}
+    assert values["converge_epoch"] == censored
+
+
+def test_an_evaluation_off_the_grid_is_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    spec = graded_spec({"period": 4, "offset": 2})
+    # Epoch 9 is not on 3, 7, 11, ...; the record still counts.
+    outcome = summarize_point(spec, [result(0, graded_curve((3, 0.5), (9, 0.85)))])
+
+    assert outcome.metadata["converge_epochs"] == [9.0]
+    assert "reported epochs [9], off the evaluation grid" in caplog.text
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+
+
+def stopped(seed: int, stdout: str, kind: StopKind) -> RunResult:
+    task = RunTask(suggestion_id=1, seed=seed, command="job")
+    # SIGTERM ends the run: the exit code is -15, which is no failure here.
+    return RunResult(
+        task, -15, stdout, "", seconds=1.5, stopped=kind, stop_reason="why"
+    )
+
+
+def test_runs_stopped_early_are_not_failures() -> None:
+    outcome = summarize_point(
+        make_spec(),
+        [
+            stopped(0, curve(0.5, 0.85), "target"),
+            result(1, curve(0.5, 0.7, 0.9)),
+            stopped(2, curve(0.1, 0.2), "pruned"),
+        ],
+    )
+    values = {v["name"]: v["value"] for v in outcome.values}
+
+    assert not outcome.failed
+    assert outcome.metadata["stopped_at_target"] == [0]
+    assert outcome.metadata["pruned"] == [{"seed": 2, "reason": "why"}]
+    # A pruned seed never converged: censored one past its last epoch, 3.
+    assert outcome.metadata["converge_epochs"] == [2.0, 3.0, None]
+    assert outcome.metadata["converged"] is False
+    assert values["converge_epoch"] == pytest.approx((2 + 3 + 3) / 3)
+    # Compute is what the runs really used: 1.5 + 2 + 1.5 seconds.
+    assert outcome.metadata["compute_seconds"] == 5.0
+
+
+def test_prune_rule_compares_with_the_worst_converged_run_at_that_epoch() -> None:
+    references = (
+        ((4.0, 0.40), (8.0, 0.55)),
+        ((4.0, 0.35), (8.0, 0.50)),
+        ((4.0, 0.45),),
+    )
+    rule = PruneRule(
+        ConvergeSpec(metric="acc", target=0.76),
+        references,
+        margin=0.05,
+        min_reference_runs=3,
+    )
+    # Epoch 4: the worst of three references is 0.35, the bar 0.30.
+    assert prune_reason(rule, {"epoch": 4, "acc": 0.31}) is None
+    assert prune_reason(rule, {"epoch": 4, "acc": 0.29}) is not None
+    # Epoch 8: only two references, fewer than three, so nothing is pruned.
+    assert prune_reason(rule, {"epoch": 8, "acc": 0.01}) is None
+    # An epoch no reference evaluated at is never judged.
+    assert prune_reason(rule, {"epoch": 5, "acc": 0.01}) is None
+
+    loss = PruneRule(
+        ConvergeSpec(metric="loss", target=0.1, objective="minimize"),
+        (((2.0, 1.0),), ((2.0, 1.2),)),
+        margin=0.1,
+        min_reference_runs=2,
+    )
+    # Minimized: the worst reference is 1.2, the bar 1.3.
+    assert prune_reason(loss, {"epoch": 2, "loss": 1.29}) is None
+    assert prune_reason(loss, {"epoch": 2, "loss": 1.31}) is not None
+
+
+def test_reference_curves_are_the_converged_seeds_of_stored_observations() -> None:
+    stored = [
+        {
+            "converge_epochs": [2.0, None],
+            "curves": [[[1, 0.5], [2, 0.9]], [[1, 0.1], [2, 0.2]]],
+        },
+        {"reason": "exited with status 3"},
+    ]
+    assert reference_curves(stored) == (((1.0, 0.5), (2.0, 0.9)),)

@@ -1,9 +1,13 @@
-"""Fixtures of the store tests: a fresh SQLite file per test."""
+"""Fixtures of the store tests: a fresh database per test, on each backend.
+
+Every test that takes ``store`` or ``db_url`` runs on a SQLite file and, when
+``OPTILOOP_TEST_POSTGRES_URL`` is set, on a new PostgreSQL database (see
+``database_url`` in the top-level conftest).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -12,8 +16,8 @@ from optiloop.store import Store
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'store.db'}"
+def db_url(database_url: str) -> str:
+    return database_url
 
 
 @pytest.fixture

@@ -50,13 +50,13 @@ def test_spec_in_greek_and_chinese_round_trips(db_url: str) -> None:
     assert record.spec.name == "πείραμα 实验"
 
 
-def test_json_keeps_the_script_of_names(db_url: str) -> None:
-    with Store(db_url) as store:
+def test_json_keeps_the_script_of_names(tmp_path: Path) -> None:
+    # A SQLite file only: the file holds the characters themselves, not \u
+    # escapes, so that a person reading it with sqlite3 sees the names.
+    path = tmp_path / "names.db"
+    with Store(f"sqlite:///{path}") as store:
         store.create_experiment(parse_spec(GREEK_AND_CHINESE))
 
-    # The file holds the characters themselves, not \u escapes, so that a
-    # person reading the database with sqlite3 sees the names.
-    path = db_url.removeprefix("sqlite:///")
     with sqlite3.connect(path) as raw:
         (text,) = raw.execute("SELECT spec FROM experiments").fetchone()
     assert "学习率" in text

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -29,7 +31,7 @@ def test_fresh_file_gets_the_schema_and_its_folder(tmp_path: Path) -> None:
         }
         (revision,) = raw.execute("SELECT version_num FROM alembic_version").fetchone()
     assert {"experiments", "suggestions", "observations"} <= tables
-    assert revision == "0001"
+    assert revision == "0002"
 
 
 def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
@@ -50,7 +52,7 @@ def test_reopening_keeps_data_and_revision(tmp_path: Path) -> None:
         Store(url).close()
     with sqlite3.connect(tmp_path / "again.db") as raw:
         rows = raw.execute("SELECT version_num FROM alembic_version").fetchall()
-    assert rows == [("0001",)]
+    assert rows == [("0002",)]
 
 
 def test_sqlite_connections_use_wal_foreign_keys_and_wait(tmp_path: Path) -> None:
@@ -86,3 +88,37 @@ def test_a_database_from_a_newer_optiloop_is_refused(tmp_path: Path) -> None:
     with pytest.raises(OptiloopError, match="current schema") as caught:
         Store(f"sqlite:///{path}")
     assert caught.value.__cause__ is not None
+
+
+def test_upgrade_from_0001_keeps_experiments_without_an_owner(
+    database_url: str,
+) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from optiloop.store import alembic_config
+
+    # A database as the first release left it, with one experiment.
+    command.upgrade(alembic_config(database_url), "0001")
+    spec = {
+        "name": "old",
+        "parameters": [{"name": "x", "type": "int", "bounds": {"min": 1, "max": 2}}],
+        "metrics": [{"name": "y"}],
+    }
+    insert = text(
+        "INSERT INTO experiments (name, spec, state, created, updated) "
+        "VALUES ('old', :spec, 'active', :now, :now)"
+    )
+    engine = create_store_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(
+            insert, {"spec": json.dumps(spec), "now": datetime(2026, 1, 1, tzinfo=UTC)}
+        )
+    engine.dispose()
+
+    with Store(database_url) as store:
+        (record,) = store.list_experiments()
+        _, secret = store.create_token("after the upgrade")
+        assert store.find_token(secret) is not None
+    assert record.spec.name == "old"
+    assert record.owner_token_id is None

@@ -5,6 +5,7 @@ connection line changed; see ``connection`` for an example.
 """
 
 from optiloop.client.connection import Connection, Driver
+from optiloop.client.http import HttpDriver
 from optiloop.client.local import LocalDriver
 from optiloop.client.objects import (
     ApiObject,
@@ -24,6 +25,7 @@ __all__ = [
     "Connection",
     "Driver",
     "Experiment",
+    "HttpDriver",
     "LocalDriver",
     "MetricEvaluation",
     "Observation",

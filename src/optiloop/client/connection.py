@@ -14,8 +14,10 @@ A loop written for SigOpt runs with one changed line::
 
 Each call goes to a driver that speaks SigOpt's JSON.  The in-process
 driver (``LocalDriver``) keeps the experiment in a database file and runs
-the optimizer in this process.  An HTTP driver, for a running optiloop
-server, is planned and not built yet.
+the optimizer in this process.  The HTTP driver (``HttpDriver``) sends the
+same requests to a running optiloop server (``optiloop serve``)::
+
+    conn = optiloop.Connection(url="http://hpo.example:8765", token=token)
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Protocol, overload
 
+from optiloop.client.http import HttpDriver
 from optiloop.client.local import LocalDriver, parse_id
 from optiloop.client.objects import (
     BestAssignments,
@@ -74,9 +77,10 @@ class Connection:
 
     ``db`` is the database of the in-process driver, a SQLAlchemy URL;
     ``sqlite:///optiloop.db`` in the working folder by default.  ``url`` and
-    ``token`` are reserved for the HTTP driver; ``token`` means nothing to a
-    local database and is ignored.  ``driver`` replaces the driver outright
-    (tests use it to pass a ``LocalDriver`` with their own optimizers).
+    ``token`` reach a server instead (``optiloop token create`` makes a
+    token); give either ``db`` or ``url``.  ``driver`` replaces the driver
+    outright (tests use it to pass a ``LocalDriver`` with their own
+    optimizers).
     """
 
     def __init__(
@@ -87,12 +91,22 @@ class Connection:
         token: str | None = None,
         driver: Driver | None = None,
     ) -> None:
-        if url is not None:
-            raise OptiloopError(
-                f"Connection(url={url!r}): the HTTP driver is not built yet; "
-                "use Connection(db=...) to work on a database in this process"
-            )
-        self.driver: Driver = driver or LocalDriver(Store(db or DEFAULT_DB_URL))
+        if driver is not None:
+            self.driver: Driver = driver
+        elif url is not None:
+            if db is not None:
+                raise OptiloopError(
+                    f"Connection(db={db!r}, url={url!r}): give one; db opens a "
+                    "database in this process, url reaches a server"
+                )
+            if not token:
+                raise OptiloopError(
+                    f"Connection(url={url!r}) needs token=...; create one on "
+                    "the server with 'optiloop token create NAME'"
+                )
+            self.driver = HttpDriver(url, token)
+        else:
+            self.driver = LocalDriver(Store(db or DEFAULT_DB_URL))
 
     def close(self) -> None:
         self.driver.close()

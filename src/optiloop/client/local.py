@@ -15,12 +15,15 @@ Rules kept here:
 - an observation names exactly one of a suggestion or assignments; the
   assignments lie in the space, the values are finite, and a suggestion is
   observed once;
-- a deleted experiment takes no new suggestions or observations.
+- a deleted experiment takes no new suggestions or observations;
+- an update changes only what SigOpt lets change (an experiment's name,
+  metadata, budget and bandwidth; an observation's values, failure and
+  metadata) and is validated as a new spec or observation would be.
 """
 
 from __future__ import annotations
 
-import threading
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -50,6 +53,8 @@ from optiloop.space import Assignments
 from optiloop.store import ExperimentRecord, Store, SuggestionState
 from optiloop.store.engine import to_json
 
+logger = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from optiloop.optimizers.base import Optimizer
 
@@ -64,6 +69,13 @@ OBSERVATION_FIELDS = (
     "failed",
     "metadata",
 )
+EXPERIMENT_UPDATE_FIELDS = (
+    "name",
+    "metadata",
+    "observation_budget",
+    "parallel_bandwidth",
+)
+OBSERVATION_UPDATE_FIELDS = ("values", "value", "value_stddev", "failed", "metadata")
 EXPERIMENT_LIST_STATES = ("active", "deleted", "all")
 SUGGESTION_STATES = ("open", "closed")
 
@@ -72,9 +84,14 @@ SUGGESTION_STATES = ("open", "closed")
 SEED_STRIDE = 1_000_003
 
 
-def suggestion_seed(experiment_id: int, suggestions_made: int) -> int:
-    """A seed that is stable for an experiment and new for each suggestion."""
-    return experiment_id * SEED_STRIDE + suggestions_made
+def experiment_seed(experiment_id: int) -> int:
+    """The one seed of an experiment, passed to every call of its optimizer.
+
+    It must not change between suggestions: a Sobol strategy continues one
+    scrambled sequence only while its seed stays the same.  Strategies that
+    need fresh draws per call mix in how many points are already used.
+    """
+    return experiment_id * SEED_STRIDE
 
 
 def parse_id(kind: str, raw: object) -> int:
@@ -100,12 +117,17 @@ class LocalDriver:
     """Experiments, suggestions and observations kept in a ``Store``.
 
     ``optimizer_for`` maps an experiment's ``type`` to its optimizer; tests
-    pass their own.  The driver may be shared between threads.
+    pass their own.  The driver may be shared between threads and its
+    database between processes: a suggestion is chosen and stored in one
+    transaction that holds the experiment (``Store.add_suggestion_atomically``).
 
-    Known shortcoming: two processes asking for a suggestion of the same
-    experiment at the same moment both read the same history, so they may
-    get the same point and together pass the budget by one.  Within one
-    process a lock keeps suggestions one at a time.
+    ``owner_token_id``, where a method takes it, is the server's API token
+    acting; the in-process driver passes none and sees every experiment.
+
+    ``parallel_bandwidth`` is advice to whoever runs the jobs, as in SigOpt:
+    open suggestions beyond it are not refused, so that a runner told to
+    use more slots (``optiloop run --parallel``) still works.  The budget
+    is the hard limit.
     """
 
     def __init__(
@@ -113,17 +135,18 @@ class LocalDriver:
     ) -> None:
         self.store = store
         self._optimizer_for = optimizer_for or _load_optimizer
-        self._suggest_lock = threading.Lock()
 
     def close(self) -> None:
         self.store.close()
 
     # Experiments
 
-    def create_experiment(self, body: Mapping[str, Any]) -> Json:
+    def create_experiment(
+        self, body: Mapping[str, Any], owner_token_id: int | None = None
+    ) -> Json:
         """Validate a spec and store it as a new experiment."""
         spec = parse_spec(body)
-        experiment_id = self.store.create_experiment(spec)
+        experiment_id = self.store.create_experiment(spec, owner_token_id)
         return self.get_experiment(experiment_id)
 
     def get_experiment(self, experiment_id: int) -> Json:
@@ -131,7 +154,9 @@ class LocalDriver:
         observations = self.store.list_observations(experiment_id)
         return experiment_json(record, observations)
 
-    def list_experiments(self, state: str = "active") -> Json:
+    def list_experiments(
+        self, state: str = "active", owner_token_id: int | None = None
+    ) -> Json:
         """Experiments in ``state``: active, deleted or all.
 
         Reads every experiment's observations for its progress, one query
@@ -141,11 +166,33 @@ class LocalDriver:
             raise SpecError(
                 f"state must be one of {list(EXPERIMENT_LIST_STATES)}, got {state!r}"
             )
-        records = self.store.list_experiments(include_deleted=state != "active")
+        records = self.store.list_experiments(
+            include_deleted=state != "active", owner_token_id=owner_token_id
+        )
         chosen = [r for r in records if state == "all" or r.state == state]
         return pagination_json(
             [experiment_json(r, self.store.list_observations(r.id)) for r in chosen]
         )
+
+    def update_experiment(self, experiment_id: int, body: Mapping[str, Any]) -> Json:
+        """Change the fields SigOpt lets change; the rest of the spec stays."""
+        _refuse_unknown("experiment", body, EXPERIMENT_UPDATE_FIELDS, "update")
+        record = self._active_experiment(experiment_id)
+
+        # The changed spec passes every rule a new one would.
+        changed = {**record.spec.to_dict(), **body}
+        spec = parse_spec({k: v for k, v in changed.items() if v is not None})
+        # A budget below the open suggestions is allowed: those still get
+        # observed, and no new suggestion is made until the count drops.
+        budget = spec.observation_budget
+        observed = self.store.counts(experiment_id).observations
+        if budget is not None and budget < observed:
+            raise SpecError(
+                f"observation_budget must be at least the {observed} "
+                f"observations already stored, got {budget}"
+            )
+        self.store.update_experiment(experiment_id, spec)
+        return self.get_experiment(experiment_id)
 
     def delete_experiment(self, experiment_id: int) -> None:
         self.store.delete_experiment(experiment_id)
@@ -154,34 +201,42 @@ class LocalDriver:
 
     def create_suggestion(self, experiment_id: int) -> Json:
         """Ask the experiment's optimizer for one new point and store it."""
-        with self._suggest_lock:
-            spec = self._active_experiment(experiment_id).spec
-            observations = self.store.list_observations(experiment_id)
-            pending = self.store.open_suggestions(experiment_id)
-            _check_budget(experiment_id, spec, observations, pending)
+        spec = self._active_experiment(experiment_id).spec
+        optimizer = self._optimizer_for(spec.type)
 
-            made = self.store.counts(experiment_id).suggestions
-            optimizer = self._optimizer_for(spec.type)
+        def choose(
+            observations: list[Observation], pending: list[Suggestion], made: int
+        ) -> Assignments | None:
+            _check_budget(experiment_id, spec, observations, pending)
             points = optimizer.suggest(
                 spec,
                 observations,
                 [suggestion.assignments for suggestion in pending],
                 count=1,
-                seed=suggestion_seed(experiment_id, made),
+                seed=experiment_seed(experiment_id),
             )
             if not points:
-                raise ExhaustedError(self._exhausted_message(experiment_id, spec))
-
+                return None
             # An optimizer's point is checked like a user's, so that a bug
             # in a strategy cannot store a point off the space.
-            assignments = spec.space().check_assignments(points[0])
-            suggestion = self.store.add_suggestion(experiment_id, assignments)
+            return spec.space().check_assignments(points[0])
 
+        suggestion = self.store.add_suggestion_atomically(experiment_id, choose)
+        if suggestion is None:
+            raise ExhaustedError(self._exhausted_message(experiment_id, spec))
         return suggestion_json(suggestion)
 
     def get_suggestion(self, experiment_id: int, suggestion_id: int) -> Json:
         suggestion = self.store.get_suggestion(experiment_id, suggestion_id)
         return suggestion_json(suggestion)
+
+    def delete_suggestion(self, experiment_id: int, suggestion_id: int) -> None:
+        """Withdraw an open suggestion, so that it no longer counts as pending."""
+        self.store.delete_suggestion(experiment_id, suggestion_id)
+
+    def delete_open_suggestions(self, experiment_id: int) -> None:
+        """Withdraw every open suggestion (SigOpt's ``state=open`` delete)."""
+        self.store.delete_open_suggestions(experiment_id)
 
     def list_suggestions(self, experiment_id: int, state: str | None = None) -> Json:
         """The experiment's suggestions, all or only the open or closed ones."""
@@ -204,12 +259,7 @@ class LocalDriver:
         ``values`` (or ``value`` and ``value_stddev`` for a single metric),
         ``failed`` and ``metadata``.
         """
-        unknown = sorted(set(body) - set(OBSERVATION_FIELDS))
-        if unknown:
-            raise SpecError(
-                f"observation.{unknown[0]}: unknown field; an observation has "
-                f"{list(OBSERVATION_FIELDS)}"
-            )
+        _refuse_unknown("observation", body, OBSERVATION_FIELDS, "create")
         spec = self._active_experiment(experiment_id).spec
 
         suggestion_id, assignments = self._observed_point(experiment_id, spec, body)
@@ -230,6 +280,36 @@ class LocalDriver:
     def get_observation(self, experiment_id: int, observation_id: int) -> Json:
         observation = self.store.get_observation(experiment_id, observation_id)
         return observation_json(observation)
+
+    def update_observation(
+        self, experiment_id: int, observation_id: int, body: Mapping[str, Any]
+    ) -> Json:
+        """Correct an observation's values, failure or metadata.
+
+        Fields left out keep their stored value; marking an observation
+        failed drops its values.  Its point (suggestion, assignments) stays.
+        """
+        _refuse_unknown("observation", body, OBSERVATION_UPDATE_FIELDS, "update")
+        spec = self._active_experiment(experiment_id).spec
+        stored = self.store.get_observation(experiment_id, observation_id)
+
+        failed = _failed_flag(body.get("failed", stored.failed))
+        given_values = _values_field(spec, body)
+        if given_values is None and not failed:
+            given_values = [
+                {"name": v.name, "value": v.value, "value_stddev": v.value_stddev}
+                for v in stored.values
+            ]
+        values = check_values(spec, given_values, failed)
+        metadata = _metadata_field(body.get("metadata", stored.metadata))
+
+        observation = self.store.update_observation(
+            experiment_id, observation_id, values, failed=failed, metadata=metadata
+        )
+        return observation_json(observation)
+
+    def delete_observation(self, experiment_id: int, observation_id: int) -> None:
+        self.store.delete_observation(experiment_id, observation_id)
 
     def list_observations(self, experiment_id: int) -> Json:
         observations = self.store.list_observations(experiment_id)
@@ -326,6 +406,17 @@ def _check_budget(
             f"{len(observations)} observed + {len(pending)} open suggestions "
             f">= observation_budget {budget}; observe the open suggestions or "
             "raise the budget"
+        )
+
+
+def _refuse_unknown(
+    kind: str, body: Mapping[str, Any], allowed: Sequence[str], action: str
+) -> None:
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise SpecError(
+            f"{kind}.{unknown[0]}: unknown field or one that {action} cannot "
+            f"set; {action} takes {list(allowed)}"
         )
 
 

@@ -9,20 +9,24 @@ from optiloop.runner.jobs import (
     converge_epoch,
     parse_metric_lines,
     render_command,
+    render_path,
     summarize_point,
 )
+from optiloop.runner.readers import MetricReader
 
 __all__ = [
     "Executor",
     "LocalExecutor",
     "LoopEvent",
     "LoopSummary",
+    "MetricReader",
     "PointOutcome",
     "RunResult",
     "RunTask",
     "converge_epoch",
     "parse_metric_lines",
     "render_command",
+    "render_path",
     "run_experiment",
     "summarize_point",
 ]

@@ -11,6 +11,10 @@ The loop talks to the experiment only through a ``Connection``, so it runs the
 same against the embedded store or a remote server.  Suggestions still open
 when the loop starts (left by an interrupted run) are trained first, so no
 suggestion is lost.
+
+With ``job.prune`` on, a point's seeds are judged against the curves of every
+seed that reached the target in the observations stored when the point was
+queued; seeds of points still running then are not references yet.
 """
 
 from __future__ import annotations
@@ -23,15 +27,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optiloop.errors import BudgetSpentError, ExhaustedError, SpecError
-from optiloop.experiment import ExperimentSpec
+from optiloop.experiment import ExperimentSpec, JobSpec
 from optiloop.runner.executor import Executor
 from optiloop.runner.jobs import (
     PointOutcome,
+    PruneRule,
     RunResult,
     RunTask,
+    reference_curves,
     render_command,
+    render_path,
     summarize_point,
 )
+from optiloop.runner.readers import reader_factory
 from optiloop.space import Assignments
 
 logger = logging.getLogger(__name__)
@@ -74,8 +82,14 @@ def run_experiment(
     ``max_observations`` counts every observation of the experiment, earlier
     ones included; it defaults to the spec's ``observation_budget``.
     """
-    if spec.job is None:
+    job = spec.job
+    if job is None:
         raise SpecError("job: the experiment has no job to run; add job.command")
+    # A reader that cannot be imported would fail every run; say so now.
+    try:
+        reader_factory(job.metrics.format)
+    except ValueError as error:
+        raise SpecError(str(error)) from None
     target = max_observations or spec.observation_budget
     if target is None:
         raise SpecError(
@@ -93,11 +107,10 @@ def run_experiment(
 
     def enqueue(suggestion_id: int, assignments: Assignments) -> None:
         points[suggestion_id] = _Point(suggestion_id, dict(assignments))
+        prune = _prune_rule(experiment, job)
         for offset in range(spec.seeds_per_point):
-            seed = spec.job.seed_base + offset  # type: ignore[union-attr]
-            command = render_command(spec.job.command, assignments, seed)  # type: ignore[union-attr]
-            timeout = spec.job.timeout_seconds  # type: ignore[union-attr]
-            queue.append(RunTask(suggestion_id, seed, command, timeout))
+            seed = job.seed_base + offset
+            queue.append(_task(job, suggestion_id, assignments, seed, prune))
 
     # Points left open by an interrupted run come first.
     for suggestion in experiment.suggestions().fetch(state="open").data:
@@ -153,6 +166,49 @@ def run_experiment(
                 )
 
     return LoopSummary(observed, stopped_because)
+
+
+def _task(
+    job: JobSpec,
+    suggestion_id: int,
+    assignments: Assignments,
+    seed: int,
+    prune: PruneRule | None,
+) -> RunTask:
+    metrics_file = None
+    if job.metrics.file is not None:
+        metrics_file = render_path(job.metrics.file, assignments, seed)
+    stop_at_target = None
+    if job.converge is not None and job.converge.stop:
+        stop_at_target = job.converge
+    return RunTask(
+        suggestion_id,
+        seed,
+        render_command(job.command, assignments, seed),
+        job.timeout_seconds,
+        metrics_format=job.metrics.format,
+        metrics_file=metrics_file,
+        stop_at_target=stop_at_target,
+        prune=prune,
+    )
+
+
+def _prune_rule(experiment: Any, job: JobSpec) -> PruneRule | None:
+    """The pruning rule with every converged seed observed so far as reference."""
+    if job.prune is None or not job.prune.enabled or job.converge is None:
+        return None
+
+    observations = experiment.observations().fetch().data
+    references = reference_curves(
+        dict(o.metadata or {}) for o in observations if not o.failed
+    )
+    logger.debug("pruning against %d converged runs", len(references))
+    return PruneRule(
+        converge=job.converge,
+        references=references,
+        margin=job.prune.margin,
+        min_reference_runs=job.prune.min_reference_runs,
+    )
 
 
 def _report(experiment: Any, point: _Point, outcome: PointOutcome) -> None:

@@ -10,8 +10,10 @@ from optiloop.store.store import (
     ExperimentCounts,
     ExperimentRecord,
     ExperimentState,
+    IdempotentAnswer,
     Store,
     SuggestionState,
+    TokenRecord,
     alembic_config,
 )
 
@@ -20,7 +22,9 @@ __all__ = [
     "ExperimentCounts",
     "ExperimentRecord",
     "ExperimentState",
+    "IdempotentAnswer",
     "Store",
     "SuggestionState",
+    "TokenRecord",
     "alembic_config",
 ]

@@ -24,6 +24,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, StaticPool, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from optiloop.errors import StoreError
 
 # How long a SQLite writer waits for another writer's short transaction.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -38,7 +41,26 @@ def to_json(data: object) -> str:
 
 
 def create_store_engine(url: str | URL) -> Engine:
-    """An engine for ``url``; for a SQLite file, its folder is created."""
+    """An engine for ``url``; for a SQLite file, its folder is created.
+
+    A URL that names no installed database driver, or a folder that cannot
+    be made, raises ``StoreError`` saying so.
+    """
+    try:
+        return _create_engine(url)
+    except (ArgumentError, NoSuchModuleError, ModuleNotFoundError) as error:
+        raise StoreError(
+            f"database URL {str(url)!r} cannot be opened: {error}; use "
+            "sqlite:///path/to/file.db or postgresql://user@host/name"
+        ) from error
+    except OSError as error:
+        raise StoreError(
+            f"database URL {str(url)!r}: cannot create its folder: {error}; "
+            "pick a path in a writable folder"
+        ) from error
+
+
+def _create_engine(url: str | URL) -> Engine:
     parsed = make_url(url)
     options: dict[str, Any] = {"json_serializer": to_json}
 

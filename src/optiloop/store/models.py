@@ -1,12 +1,17 @@
 """The database tables of the store, as SQLAlchemy 2 typed ORM classes.
 
-Three tables hold an experiment's whole history:
+Three tables hold an experiment's whole history, and a fourth the API tokens
+of a shared server:
 
-- ``experiments``: the validated spec as JSON, and whether it is deleted;
+- ``experiments``: the validated spec as JSON, whether it is deleted, and
+  the token that owns it (none for experiments made in-process);
 - ``suggestions``: the points the optimizer handed out, ``open`` until an
   observation reports them, then ``closed``;
 - ``observations``: what was measured at a point, with or without a
-  suggestion behind it.
+  suggestion behind it;
+- ``tokens``: the SHA-256 digest of each API token, never the token itself;
+- ``idempotent_requests``: the answer given to a POST sent with an
+  ``Idempotency-Key``, so that a retried request creates nothing new.
 
 The schema uses only portable types (JSON, timestamps with a time zone,
 strings with CHECK constraints) so that a PostgreSQL URL works as well as a
@@ -26,15 +31,23 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    Integer,
     MetaData,
     String,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Room for the longest name a spec accepts (experiment.MAX_NAME_LENGTH).
 NAME_LENGTH = 100
 STATE_LENGTH = 16
+# A SHA-256 digest in hexadecimal.
+DIGEST_LENGTH = 64
+# Clients choose idempotency keys; UUIDs (36) fit with room to spare.
+IDEMPOTENCY_KEY_LENGTH = 200
+# "POST /v1/experiments/123/observations" and the like.
+REQUEST_LENGTH = 300
 
 EXPERIMENT_STATES = ("active", "deleted")
 SUGGESTION_STATES = ("open", "closed")
@@ -100,8 +113,19 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+class TokenRow(Base):
+    """An API token of the server, known only by its SHA-256 digest."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    digest: Mapped[str] = mapped_column(String(DIGEST_LENGTH), unique=True)
+    created: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class ExperimentRow(Base):
-    """One experiment: its spec and whether it is still active."""
+    """One experiment: its spec, whether it is still active, and its owner."""
 
     __tablename__ = "experiments"
     __table_args__ = (CheckConstraint(_one_of("state", EXPERIMENT_STATES), "state"),)
@@ -112,6 +136,9 @@ class ExperimentRow(Base):
     state: Mapped[str] = mapped_column(String(STATE_LENGTH))
     created: Mapped[datetime] = mapped_column(UtcDateTime)
     updated: Mapped[datetime] = mapped_column(UtcDateTime)
+    owner_token_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tokens.id"), index=True
+    )
 
 
 class SuggestionRow(Base):
@@ -147,4 +174,20 @@ class ObservationRow(Base):
     failed: Mapped[bool] = mapped_column(Boolean)
     # ``metadata`` is taken by the declarative base, hence the underscore.
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
+    created: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class IdempotentRequestRow(Base):
+    """The answer a token got for a POST carrying an ``Idempotency-Key``."""
+
+    __tablename__ = "idempotent_requests"
+    __table_args__ = (UniqueConstraint("token_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("tokens.id"))
+    key: Mapped[str] = mapped_column(String(IDEMPOTENCY_KEY_LENGTH))
+    # What was asked (method and path) and what was answered.
+    request: Mapped[str] = mapped_column(String(REQUEST_LENGTH))
+    status: Mapped[int] = mapped_column(Integer)
+    answer: Mapped[dict[str, Any]] = mapped_column(JSON)
     created: Mapped[datetime] = mapped_column(UtcDateTime)

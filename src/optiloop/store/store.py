@@ -7,14 +7,18 @@ caller was told is stored can be lost by a crash a moment later.
 
 The store keeps records; it does not judge them.  Checking assignments and
 values against the spec, and choosing points, is the job of the layer above
-(``optiloop.client.local``).  The one rule kept here is that a suggestion is
-observed once, because only a transaction can keep it when two writers race.
+(``optiloop.client.local``).  Two rules are kept here, because only a
+transaction can keep them when two writers race: a suggestion is observed
+once, and a new suggestion is chosen from a history that no other writer
+changes until it is stored (``add_suggestion_atomically``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+import secrets
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +31,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, case, func, inspect, select, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from optiloop.errors import NotFoundError, SpecError, StoreError
@@ -42,8 +46,10 @@ from optiloop.space import Assignments, Value
 from optiloop.store.engine import WRITE, create_store_engine
 from optiloop.store.models import (
     ExperimentRow,
+    IdempotentRequestRow,
     ObservationRow,
     SuggestionRow,
+    TokenRow,
     utc_now,
 )
 
@@ -57,6 +63,20 @@ VERSION_TABLE = "alembic_version"
 ExperimentState = Literal["active", "deleted"]
 SuggestionState = Literal["open", "closed"]
 
+# A token is this prefix and 32 random bytes, URL-safe: 256 bits that no one
+# guesses, and a prefix that secret scanners and people recognise.
+TOKEN_PREFIX = "olt_"
+TOKEN_BYTES = 32
+
+# The status an idempotent request is kept with until its answer is known.
+IN_PROGRESS = 0
+
+# Chooses a new point from (observations, open suggestions, suggestions made
+# so far), or None when there is no new point; may raise to refuse.
+PointChooser = Callable[
+    [list[Observation], list[Suggestion], int], Mapping[str, Value] | None
+]
+
 
 @dataclass(frozen=True)
 class ExperimentRecord:
@@ -67,6 +87,28 @@ class ExperimentRecord:
     state: ExperimentState
     created: datetime
     updated: datetime
+    owner_token_id: int | None = None
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An API token of the server; the token itself is never stored."""
+
+    id: int
+    name: str
+    created: datetime
+
+
+@dataclass(frozen=True)
+class IdempotentAnswer:
+    """What a POST with an ``Idempotency-Key`` was answered.
+
+    ``status`` is ``IN_PROGRESS`` (0) while the first request still runs.
+    """
+
+    request: str
+    status: int
+    answer: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -132,8 +174,14 @@ class Store:
 
     # Experiments
 
-    def create_experiment(self, spec: ExperimentSpec) -> int:
-        """Store a validated spec as a new active experiment; return its id."""
+    def create_experiment(
+        self, spec: ExperimentSpec, owner_token_id: int | None = None
+    ) -> int:
+        """Store a validated spec as a new active experiment; return its id.
+
+        ``owner_token_id`` is the API token that created it on a server; an
+        experiment made in-process has none.
+        """
         now = utc_now()
         row = ExperimentRow(
             name=spec.name,
@@ -141,6 +189,7 @@ class Store:
             state="active",
             created=now,
             updated=now,
+            owner_token_id=owner_token_id,
         )
         with self._writing() as session:
             session.add(row)
@@ -156,15 +205,30 @@ class Store:
             return _experiment_record(row)
 
     def list_experiments(
-        self, *, include_deleted: bool = False
+        self, *, include_deleted: bool = False, owner_token_id: int | None = None
     ) -> list[ExperimentRecord]:
-        """Experiments, oldest first; deleted ones only when asked for."""
+        """Experiments, oldest first; deleted ones only when asked for.
+
+        With ``owner_token_id``, only the experiments of that token.
+        """
         query = select(ExperimentRow).order_by(ExperimentRow.id)
         if not include_deleted:
             query = query.where(ExperimentRow.state == "active")
+        if owner_token_id is not None:
+            query = query.where(ExperimentRow.owner_token_id == owner_token_id)
         with self._reading() as session:
             rows = session.scalars(query).all()
             return [_experiment_record(row) for row in rows]
+
+    def update_experiment(self, experiment_id: int, spec: ExperimentSpec) -> None:
+        """Replace an experiment's spec with a validated one."""
+        with self._writing() as session:
+            row = _experiment_row(session, experiment_id)
+            row.name = spec.name
+            row.spec = spec.to_dict()
+            row.updated = utc_now()
+
+        logger.info("experiment %d updated", experiment_id)
 
     def delete_experiment(self, experiment_id: int) -> None:
         """Mark an experiment deleted; its history stays readable."""
@@ -218,6 +282,68 @@ class Store:
         logger.info("suggestion %d stored for experiment %d", row.id, experiment_id)
         return _suggestion_record(row)
 
+    def add_suggestion_atomically(
+        self, experiment_id: int, choose: PointChooser
+    ) -> Suggestion | None:
+        """Choose a point from the history and store it, in one transaction.
+
+        No other writer changes the experiment between the read and the
+        insert: SQLite's write lock is taken when the transaction begins
+        (``BEGIN IMMEDIATE``), PostgreSQL locks the experiment's row.  So
+        two processes asking at once never get the same pending point, and
+        never pass the budget together.  The lock is held while ``choose``
+        runs, which serializes suggestions of one database; ``choose`` must
+        not open a write transaction of its own.
+
+        Returns None, storing nothing, when ``choose`` finds no new point.
+        """
+        observation_query = (
+            select(ObservationRow)
+            .where(ObservationRow.experiment_id == experiment_id)
+            .order_by(ObservationRow.id)
+        )
+        pending_query = (
+            select(SuggestionRow)
+            .where(SuggestionRow.experiment_id == experiment_id)
+            .where(SuggestionRow.state == "open")
+            .order_by(SuggestionRow.id)
+        )
+        made_query = select(func.count(SuggestionRow.id)).where(
+            SuggestionRow.experiment_id == experiment_id
+        )
+
+        with self._writing() as session:
+            lock = (
+                select(ExperimentRow)
+                .where(ExperimentRow.id == experiment_id)
+                .with_for_update()
+            )
+            if session.scalars(lock).one_or_none() is None:
+                raise NotFoundError(f"experiment {experiment_id} not found")
+
+            observations = [
+                _observation_record(row) for row in session.scalars(observation_query)
+            ]
+            pending = [
+                _suggestion_record(row) for row in session.scalars(pending_query)
+            ]
+            made = session.execute(made_query).scalar_one()
+
+            point = choose(observations, pending, made)
+            if point is None:
+                return None
+            row = SuggestionRow(
+                experiment_id=experiment_id,
+                assignments=dict(point),
+                state="open",
+                created=utc_now(),
+            )
+            session.add(row)
+            session.flush()
+
+        logger.info("suggestion %d stored for experiment %d", row.id, experiment_id)
+        return _suggestion_record(row)
+
     def get_suggestion(self, experiment_id: int, suggestion_id: int) -> Suggestion:
         """One suggestion of the experiment, open or closed."""
         with self._reading() as session:
@@ -244,6 +370,44 @@ class Store:
     def open_suggestions(self, experiment_id: int) -> list[Suggestion]:
         """Suggestions handed out and not yet observed (the pending points)."""
         return self.list_suggestions(experiment_id, state="open")
+
+    def delete_suggestion(self, experiment_id: int, suggestion_id: int) -> None:
+        """Withdraw an open suggestion; an observed one stays, with its record.
+
+        Raises SpecError for a closed suggestion: its observation refers to it.
+        """
+        with self._writing() as session:
+            row = _suggestion_row(session, experiment_id, suggestion_id)
+            if row.state == "closed":
+                raise SpecError(
+                    f"suggestion {suggestion_id} of experiment {experiment_id} "
+                    "is closed: an observation reported it, and deleting it "
+                    "would orphan that observation; delete the observation "
+                    "instead"
+                )
+            session.delete(row)
+
+        logger.info(
+            "suggestion %d of experiment %d deleted", suggestion_id, experiment_id
+        )
+
+    def delete_open_suggestions(self, experiment_id: int) -> int:
+        """Withdraw every open suggestion of the experiment; return how many."""
+        query = (
+            select(SuggestionRow)
+            .where(SuggestionRow.experiment_id == experiment_id)
+            .where(SuggestionRow.state == "open")
+        )
+        with self._writing() as session:
+            _experiment_row(session, experiment_id)
+            rows = session.scalars(query).all()
+            for row in rows:
+                session.delete(row)
+
+        logger.info(
+            "%d open suggestions of experiment %d deleted", len(rows), experiment_id
+        )
+        return len(rows)
 
     # Observations
 
@@ -288,13 +452,43 @@ class Store:
     def get_observation(self, experiment_id: int, observation_id: int) -> Observation:
         """One observation of the experiment."""
         with self._reading() as session:
-            row = session.get(ObservationRow, observation_id)
-            if row is None or row.experiment_id != experiment_id:
-                raise NotFoundError(
-                    f"observation {observation_id} not found in experiment "
-                    f"{experiment_id}"
-                )
+            row = _observation_row(session, experiment_id, observation_id)
             return _observation_record(row)
+
+    def update_observation(
+        self,
+        experiment_id: int,
+        observation_id: int,
+        values: Sequence[MetricValue],
+        *,
+        failed: bool,
+        metadata: Mapping[str, Any],
+    ) -> Observation:
+        """Replace what an observation measured; its point stays as it was."""
+        with self._writing() as session:
+            row = _observation_row(session, experiment_id, observation_id)
+            row.values = [_value_json(value) for value in values]
+            row.failed = failed
+            row.metadata_ = dict(metadata)
+
+        logger.info(
+            "observation %d of experiment %d updated", observation_id, experiment_id
+        )
+        return _observation_record(row)
+
+    def delete_observation(self, experiment_id: int, observation_id: int) -> None:
+        """Remove an observation for good.
+
+        Its suggestion, if any, stays closed: the point was evaluated, and
+        reopening it would hand the same point out again.
+        """
+        with self._writing() as session:
+            row = _observation_row(session, experiment_id, observation_id)
+            session.delete(row)
+
+        logger.info(
+            "observation %d of experiment %d deleted", observation_id, experiment_id
+        )
 
     def list_observations(self, experiment_id: int) -> list[Observation]:
         """The experiment's observations, oldest first, failed ones included."""
@@ -307,6 +501,92 @@ class Store:
             _experiment_row(session, experiment_id)
             rows = session.scalars(query).all()
             return [_observation_record(row) for row in rows]
+
+    # Tokens
+
+    def create_token(self, name: str) -> tuple[TokenRecord, str]:
+        """A new API token: its record, and the token, which only this call
+        returns; the database keeps its SHA-256 digest."""
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
+        row = TokenRow(name=name, digest=token_digest(secret), created=utc_now())
+        with self._writing() as session:
+            session.add(row)
+            session.flush()
+
+        logger.info("token %d created (%s)", row.id, name)
+        return TokenRecord(id=row.id, name=row.name, created=row.created), secret
+
+    def find_token(self, secret: str) -> TokenRecord | None:
+        """The token whose digest matches ``secret``, or None."""
+        query = select(TokenRow).where(TokenRow.digest == token_digest(secret))
+        with self._reading() as session:
+            row = session.scalars(query).one_or_none()
+            if row is None:
+                return None
+            return TokenRecord(id=row.id, name=row.name, created=row.created)
+
+    # Idempotent requests
+
+    def claim_idempotency_key(
+        self, token_id: int, key: str, request: str
+    ) -> IdempotentAnswer | None:
+        """Reserve ``key`` for a request, or return what it already holds.
+
+        None means the caller holds the key now and must run the request,
+        then ``settle_idempotency_key``.  Otherwise the answer is the one a
+        request with this key got (or ``IN_PROGRESS`` while it runs).
+        """
+        row = IdempotentRequestRow(
+            token_id=token_id,
+            key=key,
+            request=request,
+            status=IN_PROGRESS,
+            answer={},
+            created=utc_now(),
+        )
+        try:
+            with self._writes.begin() as session:
+                session.add(row)
+                session.flush()
+            return None
+        except IntegrityError:
+            pass  # another request with this key was first
+        except SQLAlchemyError as error:
+            raise StoreError(
+                f"the database at {self._safe_url} failed: {error}"
+            ) from error
+
+        query = select(IdempotentRequestRow).where(
+            IdempotentRequestRow.token_id == token_id,
+            IdempotentRequestRow.key == key,
+        )
+        with self._reading() as session:
+            kept = session.scalars(query).one()
+            return IdempotentAnswer(kept.request, kept.status, dict(kept.answer))
+
+    def settle_idempotency_key(
+        self, token_id: int, key: str, status: int, answer: Mapping[str, Any]
+    ) -> None:
+        """Keep the answer of a request that claimed ``key``."""
+        query = select(IdempotentRequestRow).where(
+            IdempotentRequestRow.token_id == token_id,
+            IdempotentRequestRow.key == key,
+        )
+        with self._writing() as session:
+            row = session.scalars(query).one()
+            row.status = status
+            row.answer = dict(answer)
+
+    def release_idempotency_key(self, token_id: int, key: str) -> None:
+        """Forget a claim whose request failed before it had an answer."""
+        query = select(IdempotentRequestRow).where(
+            IdempotentRequestRow.token_id == token_id,
+            IdempotentRequestRow.key == key,
+        )
+        with self._writing() as session:
+            row = session.scalars(query).one_or_none()
+            if row is not None:
+                session.delete(row)
 
     # Sessions
 
@@ -374,6 +654,27 @@ def _experiment_row(session: Session, experiment_id: int) -> ExperimentRow:
     return row
 
 
+def token_digest(secret: str) -> str:
+    """The SHA-256 digest of a token, in hexadecimal: what the store keeps.
+
+    A plain hash suffices (no salt, no slow hash): tokens carry 256 random
+    bits, so there is no dictionary to try against a stolen digest.
+    """
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _observation_row(
+    session: Session, experiment_id: int, observation_id: int
+) -> ObservationRow:
+    row = session.get(ObservationRow, observation_id)
+    if row is None or row.experiment_id != experiment_id:
+        _experiment_row(session, experiment_id)
+        raise NotFoundError(
+            f"observation {observation_id} not found in experiment {experiment_id}"
+        )
+    return row
+
+
 def _suggestion_row(
     session: Session, experiment_id: int, suggestion_id: int
 ) -> SuggestionRow:
@@ -412,6 +713,7 @@ def _experiment_record(row: ExperimentRow) -> ExperimentRecord:
         state=cast(ExperimentState, row.state),
         created=row.created,
         updated=row.updated,
+        owner_token_id=row.owner_token_id,
     )
 
 
