@@ -170,3 +170,12 @@ def test_bad_arguments_exit_2_with_one_line(
     assert ran.exit_code == 2, ran.output
     assert message in ran.output
     assert "Traceback" not in ran.output
+
+
+def test_a_spec_that_cannot_run_creates_nothing(tmp_path: Path) -> None:
+    db_file = tmp_path / "nothing.db"
+    spec = write_spec(tmp_path, observation_budget=None)
+    ran = runner.invoke(app, ["run", str(spec), "--db", f"sqlite:///{db_file}"])
+    assert ran.exit_code == 2
+    assert "observation_budget" in ran.output
+    assert not db_file.exists()

@@ -458,3 +458,50 @@ def test_non_finite_and_meaningless_values_are_refused(
 ) -> None:
     with pytest.raises(SpecError, match=message):
         parse_spec(spec)
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("train {}", r"job.command uses \{\}, which is neither a parameter"),
+        ("train {lr:.3q}", r"job.command formats \{lr\} with '.3q'"),
+        ("train {lr!r}", r"conversions are not supported"),
+        ("train } {seed}", r"not a valid template .*write \{\{ and \}\}"),
+        ('echo {"epoch": 1}', r"write \{\{ and \}\} for a literal brace"),
+    ],
+)
+def test_job_templates_that_cannot_fill_are_refused(command: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        parse_spec(spec_with("job", {"command": command}))
+
+
+def test_a_parameter_named_seed_is_refused_with_a_job() -> None:
+    spec = spec_with("parameters.1.name", "seed") | {"job": {"command": "t {seed}"}}
+    with pytest.raises(SpecError, match=r"the name 'seed' is the job's \{seed\}"):
+        parse_spec(spec)
+
+
+def test_converge_direction_follows_the_metric() -> None:
+    spec = spec_with(
+        "metrics.0",
+        {
+            "name": "acc",
+            "objective": "minimize",
+            "strategy": "constraint",
+            "threshold": 0.1,
+        },
+    )
+    job = {"command": "t", "converge": {"metric": "acc", "target": 0.1, "as": "loss"}}
+    parsed = parse_spec(spec | {"job": job})
+    assert parsed.job is not None and parsed.job.converge is not None
+    assert parsed.job.converge.objective == "minimize"
+
+    contrary = {**job, "converge": {**job["converge"], "objective": "maximize"}}
+    with pytest.raises(SpecError, match=r"job.converge.objective is 'maximize'"):
+        parse_spec(spec | {"job": contrary})
+
+
+def test_converge_epoch_cannot_replace_its_own_metric() -> None:
+    job = {"command": "t", "converge": {"metric": "acc", "target": 0.9, "as": "acc"}}
+    with pytest.raises(SpecError, match=r"job.converge.as must differ"):
+        parse_spec(BASE | {"job": job})

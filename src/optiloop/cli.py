@@ -99,10 +99,11 @@ def run(
 ) -> None:
     """Run an experiment file to its budget, then print the best point."""
     from optiloop.experiment import load_spec
-    from optiloop.runner import LocalExecutor, run_experiment
+    from optiloop.runner import LocalExecutor, check_runnable, run_experiment
 
     with _user_errors():
         spec = load_spec(spec_file)
+        check_runnable(spec, observations)
         conn = _connect(db, server, token)
         where = server or db
         if experiment is None:

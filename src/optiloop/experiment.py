@@ -46,7 +46,7 @@ import json
 import math
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -493,6 +493,29 @@ class ExperimentSpec(_Strict):
     def _name_length(cls, name: str) -> str:
         return _check_name(name)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _converge_direction_from_metric(cls, data: Any) -> Any:
+        """Reach the converge target in the metric's own direction.
+
+        A minimized metric (a loss) reaches its target by going down, so
+        ``job.converge.objective`` defaults to the metric's objective.
+        """
+        if not isinstance(data, Mapping):
+            return data
+        job = data.get("job")
+        converge = job.get("converge") if isinstance(job, Mapping) else None
+        if not isinstance(converge, Mapping) or "objective" in converge:
+            return data
+        for metric in data.get("metrics") or []:
+            if isinstance(metric, Mapping) and metric.get("name") == converge.get(
+                "metric"
+            ):
+                objective = metric.get("objective", "maximize")
+                converge = {**converge, "objective": objective}
+                return {**data, "job": {**job, "converge": converge}}  # type: ignore[dict-item]
+        return data
+
     @model_validator(mode="after")
     def _rules(self) -> ExperimentSpec:
         _refuse_repeats("parameters", [p.name for p in self.parameters])
@@ -514,17 +537,18 @@ class ExperimentSpec(_Strict):
         return self
 
     def _check_job(self, job: JobSpec) -> None:
-        known = {p.name for p in self.parameters} | {"seed"}
-        for where, names in (
-            ("job.command", job.placeholders()),
-            ("job.metrics.file", job.metrics.placeholders()),
-        ):
-            for name in names:
-                if name not in known:
-                    raise ValueError(
-                        f"{where} uses {{{name}}}, which is neither a "
-                        f"parameter nor {{seed}}; known names are {sorted(known)}"
-                    )
+        if "seed" in {p.name for p in self.parameters}:
+            raise ValueError(
+                "parameters: the name 'seed' is the job's {seed}; rename the parameter"
+            )
+        # Every field must fill from any point; a middle point stands in.
+        samples: dict[str, object] = dict(
+            self.space().from_unit([0.5] * len(self.parameters))
+        )
+        samples["seed"] = job.seed_base
+        _check_template("job.command", job.command, samples)
+        if job.metrics.file is not None:
+            _check_template("job.metrics.file", job.metrics.file, samples)
         if job.pruning and job.converge is None:
             raise ValueError(
                 "job.prune.enabled: true needs job.converge, since runs are "
@@ -543,6 +567,20 @@ class ExperimentSpec(_Strict):
                         f"does not define; metrics are {metric_names}; add it "
                         "to metrics or fix the name"
                     )
+            converge = job.converge
+            if converge.as_ == converge.metric:
+                raise ValueError(
+                    f"job.converge.as must differ from job.converge.metric, both "
+                    f"are {converge.metric!r}; name the converge epoch metric "
+                    "apart, e.g. converge_epoch"
+                )
+            objective = self.metric(converge.metric).objective
+            if converge.objective != objective:
+                raise ValueError(
+                    f"job.converge.objective is {converge.objective!r} but metric "
+                    f"{converge.metric!r} is to {objective}; drop "
+                    "job.converge.objective, it follows the metric"
+                )
 
     @property
     def strategy(self) -> Strategy:
@@ -789,6 +827,57 @@ def _finite_number(where: str, value: object) -> float:
 def _placeholders(template: str) -> list[str]:
     fields = string.Formatter().parse(template)
     return [name for _, name, _, _ in fields if name]
+
+
+def fill_template(
+    template: str,
+    values: Mapping[str, object],
+    quote: Callable[[str], str] = str,
+) -> str:
+    """Fill the ``{name}`` and ``{name:format}`` fields of a job template.
+
+    Unlike ``str.format`` the field name is taken whole, so a parameter
+    named ``opt[0]`` is a name, not an index; ``{{`` and ``}}`` are literal
+    braces.  Each filled value goes through ``quote`` (the runner quotes
+    values for the shell).
+    """
+    parts: list[str] = []
+    for literal, name, format_spec, _ in string.Formatter().parse(template):
+        parts.append(literal)
+        if name is not None:
+            parts.append(quote(format(values[name], format_spec or "")))
+    return "".join(parts)
+
+
+def _check_template(where: str, template: str, samples: Mapping[str, object]) -> None:
+    """Refuse a template that ``fill_template`` could not fill from ``samples``."""
+    literal_hint = "write {{ and }} for a literal brace"
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError as error:
+        raise ValueError(
+            f"{where} is not a valid template ({error}); {literal_hint}"
+        ) from None
+    for _, name, format_spec, conversion in fields:
+        if name is None:
+            continue
+        if name not in samples:
+            raise ValueError(
+                f"{where} uses {{{name}}}, which is neither a parameter nor "
+                f"{{seed}}; known names are {sorted(samples)}; {literal_hint}"
+            )
+        if conversion is not None:
+            raise ValueError(
+                f"{where} uses {{{name}!{conversion}}}; conversions are not "
+                f"supported, write {{{name}}} or {{{name}:format}}"
+            )
+        try:
+            format(samples[name], format_spec or "")
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                f"{where} formats {{{name}}} with {format_spec!r}, which does not "
+                f"apply to its values ({error}); fix or drop the format"
+            ) from None
 
 
 def _check_name(name: str) -> str:

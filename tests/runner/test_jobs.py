@@ -318,3 +318,92 @@ def test_reference_curves_are_the_converged_seeds_of_stored_observations() -> No
         {"reason": "exited with status 3"},
     ]
     assert reference_curves(stored) == (((1.0, 0.5), (2.0, 0.9)),)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"epoch": null, "eval_accuracy": 0.9}',
+        '{"epoch": "one", "eval_accuracy": 0.9}',
+        '{"epoch": 1, "eval_accuracy": ' + "9" * 400 + "}",
+    ],
+)
+def test_unplaceable_or_oversized_output_is_skipped(line: str) -> None:
+    # Only the well-formed second line counts: its epoch and accuracy.
+    outcome = summarize_point(
+        make_spec(),
+        [
+            result(s, line + "\n" + '{"epoch": 2, "eval_accuracy": 0.85}')
+            for s in range(3)
+        ],
+    )
+    assert not outcome.failed
+    assert outcome.metadata["converge_epochs"] == [2.0, 2.0, 2.0]
+
+
+def test_values_too_large_to_average_fail_the_point() -> None:
+    spec = parse_spec(
+        {
+            "parameters": [
+                {"name": "x", "type": "int", "bounds": {"min": 1, "max": 2}}
+            ],
+            "metrics": [{"name": "y"}],
+            "job": {"command": "true"},
+        }
+    )
+    outcome = summarize_point(
+        spec, [result(0, '{"y": 1e308}'), result(1, '{"y": -1e308}')]
+    )
+    assert outcome.failed
+    assert "overflow a float" in outcome.metadata["reason"]
+
+
+def test_a_stored_metric_is_optional() -> None:
+    spec = parse_spec(
+        {
+            "parameters": [
+                {"name": "x", "type": "int", "bounds": {"min": 1, "max": 2}}
+            ],
+            "metrics": [{"name": "y"}, {"name": "memory", "strategy": "store"}],
+            "job": {"command": "true"},
+        }
+    )
+    outcome = summarize_point(spec, [result(0, '{"y": 1}'), result(1, '{"y": 3}')])
+    assert not outcome.failed
+    assert [v["name"] for v in outcome.values] == ["y"]
+
+
+def test_a_minimized_metric_converges_going_down() -> None:
+    spec = parse_spec(
+        {
+            "parameters": [
+                {"name": "x", "type": "int", "bounds": {"min": 1, "max": 2}}
+            ],
+            "metrics": [
+                {
+                    "name": "loss",
+                    "objective": "minimize",
+                    "strategy": "constraint",
+                    "threshold": 0.1,
+                },
+                {"name": "converge_epoch", "objective": "minimize"},
+            ],
+            "job": {"command": "true", "converge": {"metric": "loss", "target": 0.1}},
+        }
+    )
+    losses = [1.0, 0.5, 0.2, 0.08, 0.05]
+    stdout = "\n".join(
+        f'{{"epoch": {e}, "loss": {v}}}' for e, v in enumerate(losses, start=1)
+    )
+    outcome = summarize_point(spec, [result(0, stdout)])
+    # 0.08 at epoch 4 is the first loss at or below the 0.1 target.
+    assert outcome.metadata["converge_epochs"] == [4.0]
+
+
+def test_format_specs_and_odd_names_fill_the_template() -> None:
+    command = render_command(
+        "train --lr {lr:.3f} --opt {opt[0]} --json '{{}}' --seed {seed}",
+        {"lr": 0.123456, "opt[0]": "sgd"},
+        seed=4,
+    )
+    assert command == "train --lr 0.123 --opt sgd --json '{}' --seed 4"

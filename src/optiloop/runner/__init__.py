@@ -1,7 +1,12 @@
 """The loops that train suggested points: executors, job output, the inner loop."""
 
 from optiloop.runner.executor import Executor, LocalExecutor
-from optiloop.runner.inner import LoopEvent, LoopSummary, run_experiment
+from optiloop.runner.inner import (
+    LoopEvent,
+    LoopSummary,
+    check_runnable,
+    run_experiment,
+)
 from optiloop.runner.jobs import (
     PointOutcome,
     RunResult,
@@ -23,6 +28,7 @@ __all__ = [
     "PointOutcome",
     "RunResult",
     "RunTask",
+    "check_runnable",
     "converge_epoch",
     "parse_metric_lines",
     "render_command",

@@ -69,18 +69,13 @@ class LoopSummary:
     stopped_because: str
 
 
-def run_experiment(
-    conn: Any,
-    experiment_id: int,
-    spec: ExperimentSpec,
-    executor: Executor,
-    max_observations: int | None = None,
-    on_event: Callable[[LoopEvent], None] | None = None,
-) -> LoopSummary:
-    """Train suggested points until ``max_observations`` observations exist.
+def check_runnable(
+    spec: ExperimentSpec, max_observations: int | None = None
+) -> tuple[JobSpec, int]:
+    """The job and the observation target, or a SpecError saying what lacks.
 
-    ``max_observations`` counts every observation of the experiment, earlier
-    ones included; it defaults to the spec's ``observation_budget``.
+    Call it before creating an experiment, so a spec that cannot run leaves
+    nothing behind.
     """
     job = spec.job
     if job is None:
@@ -97,6 +92,23 @@ def run_experiment(
             "would not know when to stop; set observation_budget or pass "
             "--observations N"
         )
+    return job, target
+
+
+def run_experiment(
+    conn: Any,
+    experiment_id: int,
+    spec: ExperimentSpec,
+    executor: Executor,
+    max_observations: int | None = None,
+    on_event: Callable[[LoopEvent], None] | None = None,
+) -> LoopSummary:
+    """Train suggested points until ``max_observations`` observations exist.
+
+    ``max_observations`` counts every observation of the experiment, earlier
+    ones included; it defaults to the spec's ``observation_budget``.
+    """
+    job, target = check_runnable(spec, max_observations)
 
     experiment = conn.experiments(experiment_id)
     observed = experiment.fetch().progress.observation_count
@@ -224,8 +236,22 @@ def _report(experiment: Any, point: _Point, outcome: PointOutcome) -> None:
             metadata=outcome.metadata,
         )
         return
-    experiment.observations().create(
-        suggestion=point.suggestion_id,
-        values=outcome.values,
-        metadata=outcome.metadata,
-    )
+    try:
+        experiment.observations().create(
+            suggestion=point.suggestion_id,
+            values=outcome.values,
+            metadata=outcome.metadata,
+        )
+    except SpecError as error:
+        # The job's output broke a rule of the experiment (say, a value out
+        # of range): keep the point as a failure rather than stop the loop.
+        logger.warning(
+            "point of suggestion %d refused (%s); stored as failed",
+            point.suggestion_id,
+            error,
+        )
+        experiment.observations().create(
+            suggestion=point.suggestion_id,
+            failed=True,
+            metadata={**outcome.metadata, "reason": f"refused: {error}"},
+        )

@@ -51,10 +51,15 @@ import math
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeGuard
+from typing import Any, Literal
 
-from optiloop.experiment import ConvergeSpec, EvaluationSpec, ExperimentSpec
-from optiloop.runner.readers import read_lines
+from optiloop.experiment import (
+    ConvergeSpec,
+    EvaluationSpec,
+    ExperimentSpec,
+    fill_template,
+)
+from optiloop.runner.readers import is_finite_number, read_lines
 from optiloop.space import Assignments
 
 logger = logging.getLogger(__name__)
@@ -147,14 +152,12 @@ class PointOutcome:
 
 def render_command(template: str, assignments: Assignments, seed: int) -> str:
     """The shell command for one seed, each value quoted for the shell."""
-    values = {name: shlex.quote(str(value)) for name, value in assignments.items()}
-    return template.format(**values, seed=seed)
+    return fill_template(template, {**assignments, "seed": seed}, shlex.quote)
 
 
 def render_path(template: str, assignments: Assignments, seed: int) -> str:
     """A file path for one seed; values are inserted as they print."""
-    values = {name: str(value) for name, value in assignments.items()}
-    return template.format(**values, seed=seed)
+    return fill_template(template, {**assignments, "seed": seed})
 
 
 def parse_metric_lines(lines: Iterable[str]) -> list[dict[str, Any]]:
@@ -172,7 +175,7 @@ def converge_epoch(
     """The first evaluated epoch whose metric reaches the target, or None."""
     for record in records:
         value = record.get(converge.metric)
-        if _is_number(value) and converge.reached(value):
+        if is_finite_number(value) and converge.reached(value):
             return float(record["epoch"])
     return None
 
@@ -183,7 +186,7 @@ def prune_reason(rule: PruneRule, record: Mapping[str, Any]) -> str | None:
     The caller never asks about a run that has reached the target.
     """
     raw = record.get(rule.converge.metric)
-    if not _is_number(raw):
+    if not is_finite_number(raw):
         return None
     value = float(raw)
     epoch = float(record["epoch"])
@@ -285,8 +288,14 @@ def summarize_point(spec: ExperimentSpec, results: Sequence[RunResult]) -> Point
 
     values = []
     for metric in spec.metrics:
-        samples = [seed_metrics[metric.name] for seed_metrics in per_seed]
-        values.append(_mean_and_stddev(metric.name, samples))
+        samples = [m[metric.name] for m in per_seed if metric.name in m]
+        if len(samples) < len(per_seed):
+            continue  # a stored metric some seed did not report
+        try:
+            values.append(_mean_and_stddev(metric.name, samples))
+        except OverflowError as error:
+            reason = f"{error}; report values of a sane size"
+            return PointOutcome(failed=True, metadata={**base, "reason": reason})
 
     metadata = dict(base)
     if spec.job is not None and spec.job.converge is not None:
@@ -324,6 +333,8 @@ def _seed_metrics(
         if metric.name == derived:
             continue
         last = _last_value(records, metric.name)
+        if last is None and metric.strategy == "store":
+            continue  # stored metrics are optional
         if last is None:
             reason = f"never reported a finite value for metric {metric.name!r}"
             return {}, None, {**failure, "reason": reason}
@@ -378,26 +389,29 @@ def _curve(records: Sequence[Mapping[str, Any]], metric: str) -> list[list[float
     return [
         [float(r["epoch"]), float(r[metric])]
         for r in records
-        if _is_number(r.get(metric)) and math.isfinite(r[metric])
+        if is_finite_number(r.get(metric))
     ]
 
 
 def _last_value(records: Sequence[Mapping[str, Any]], name: str) -> float | None:
     for record in reversed(records):
         value = record.get(name)
-        if _is_number(value) and math.isfinite(value):
+        if is_finite_number(value):
             return float(value)
     return None
 
 
 def _mean_and_stddev(name: str, samples: Sequence[float]) -> dict[str, Any]:
-    mean = math.fsum(samples) / len(samples)
-    entry: dict[str, Any] = {"name": name, "value": mean}
-    if len(samples) > 1:
-        variance = math.fsum((x - mean) ** 2 for x in samples) / (len(samples) - 1)
-        entry["value_stddev"] = math.sqrt(variance)
+    """The mean and sample stddev; OverflowError when they are not finite."""
+    too_large = OverflowError(f"metric {name!r}: {list(samples)} overflow a float")
+    try:
+        mean = math.fsum(samples) / len(samples)
+        entry: dict[str, Any] = {"name": name, "value": mean}
+        if len(samples) > 1:
+            squares = math.fsum((x - mean) ** 2 for x in samples)
+            entry["value_stddev"] = math.sqrt(squares / (len(samples) - 1))
+    except OverflowError:
+        raise too_large from None
+    if not all(math.isfinite(v) for v in (mean, entry.get("value_stddev", 0.0))):
+        raise too_large
     return entry
-
-
-def _is_number(value: object) -> TypeGuard[float]:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -22,8 +22,9 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import math
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +61,11 @@ class JsonLinesReader:
             record = json.loads(text)
         except json.JSONDecodeError:
             return
-        if isinstance(record, dict):
-            record.setdefault("epoch", len(self.records) + 1)
+        if not isinstance(record, dict):
+            return
+        record.setdefault("epoch", len(self.records) + 1)
+        # An epoch that is not a number (null, "one") cannot be placed.
+        if is_finite_number(record["epoch"]):
             self.records.append(record)
 
 
@@ -98,7 +102,11 @@ class MllogReader:
 
         value = event.get("value")
         epoch = metadata.get("epoch_num")
-        if not isinstance(key, str) or not _is_number(value) or not _is_number(epoch):
+        if (
+            not isinstance(key, str)
+            or not is_finite_number(value)
+            or not is_finite_number(epoch)
+        ):
             return
         if self.records and self.records[-1]["epoch"] == epoch:
             self.records[-1][key] = value
@@ -142,5 +150,11 @@ def read_lines(format: str, lines: Iterable[str]) -> MetricReader:
     return reader
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def is_finite_number(value: object) -> TypeGuard[float]:
+    """A real number that fits a float: a 400-digit integer does not."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
