@@ -179,3 +179,17 @@ def test_a_spec_that_cannot_run_creates_nothing(tmp_path: Path) -> None:
     assert ran.exit_code == 2
     assert "observation_budget" in ran.output
     assert not db_file.exists()
+
+
+def test_report_writes_one_offline_html_file(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'report.db'}"
+    ran = runner.invoke(app, ["run", str(write_spec(tmp_path)), "--db", db])
+    assert ran.exit_code == 0, ran.output
+
+    out = tmp_path / "report.html"
+    made = runner.invoke(app, ["report", "--db", db, "--out", str(out)])
+    assert made.exit_code == 0, made.output
+    html = out.read_text(encoding="utf-8")
+    assert html.count("<html") == 1
+    assert "<script src=" not in html
+    assert "Experiment 1: cli" in html

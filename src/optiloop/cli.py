@@ -185,6 +185,36 @@ def status(
 
 
 @app.command()
+def report(
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")],
+    db: DbOption = DEFAULT_DB,
+    experiment: ExperimentOption = None,
+) -> None:
+    """Write one self-contained HTML report of an experiment (opens offline)."""
+    from optiloop.analysis import render_report
+    from optiloop.store import Store
+
+    with _user_errors(), Store(db) as store:
+        records = store.list_experiments()
+        if experiment is None:
+            if not records:
+                raise OptiloopError("no experiment in this database; run one first")
+            experiment = max(r.id for r in records)
+        record = store.get_experiment(experiment)
+        observations = store.list_observations(record.id)
+        title = f"Experiment {record.id}: {record.spec.name}"
+        html = render_report(record.spec, observations, title)
+        try:
+            out.write_text(html, encoding="utf-8")
+        except OSError as error:
+            raise OptiloopError(f"--out {out}: cannot write ({error})") from None
+    console.print(
+        f"Wrote {escape(str(out))}: {len(observations)} observations "
+        f"of experiment {record.id}"
+    )
+
+
+@app.command()
 def serve(
     db: DbOption = DEFAULT_DB,
     host: Annotated[
