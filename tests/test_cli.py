@@ -159,6 +159,7 @@ def test_continuing_with_another_spec_is_refused(tmp_path: Path) -> None:
         (["best", "--experiment", "7"], "experiment 7"),
         (["best", "--db", "bogus://x/y"], "cannot be opened"),
         (["status", "--db", "notaurl"], "cannot be opened"),
+        (["status", "--db", "sqlite://"], "names no database file"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(

@@ -505,3 +505,43 @@ def test_converge_epoch_cannot_replace_its_own_metric() -> None:
     job = {"command": "t", "converge": {"metric": "acc", "target": 0.9, "as": "acc"}}
     with pytest.raises(SpecError, match=r"job.converge.as must differ"):
         parse_spec(BASE | {"job": job})
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        pytest.param(
+            spec_with("parameters.0.bounds", {"min": -1e308, "max": 1e308}),
+            r"bounds of parameter 'lr' are too far apart for a float",
+            id="bounds-overflow",
+        ),
+        pytest.param(
+            spec_with("job", {"command": "   "}),
+            r"job.command: String should match pattern",
+            id="blank-command",
+        ),
+        pytest.param(
+            spec_with("seeds_per_point", 10**20),
+            r"seeds_per_point: Input should be less than or equal to 1000",
+            id="absurd-seeds",
+        ),
+        pytest.param(
+            spec_with(
+                "parameters.1",
+                {
+                    "name": "n",
+                    "type": "int",
+                    "bounds": {"min": 10**6, "max": 2 * 10**6},
+                },
+            )
+            | {"job": {"command": "echo {n:c}"}},
+            r"job.command formats \{n\} with 'c'",
+            id="format-overflow",
+        ),
+    ],
+)
+def test_specs_that_would_break_at_run_time_are_refused(
+    spec: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(SpecError, match=message):
+        parse_spec(spec)

@@ -255,6 +255,11 @@ def _connect(db: str, server: str | None, token: str | None) -> Any:
     from optiloop.client import Connection
 
     if server is None:
+        if db.strip() in ("", "sqlite://", "sqlite:///", "sqlite:///:memory:"):
+            raise OptiloopError(
+                f"--db {db!r} names no database file, so every result would be "
+                "lost when the command ends; give one, e.g. sqlite:///optiloop.db"
+            )
         return Connection(db=db)
     return Connection(url=server, token=token)
 

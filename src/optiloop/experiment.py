@@ -234,6 +234,12 @@ class ParameterSpec(_Strict):
             self._check_grid(grid, where)
 
     def _check_bounds(self, bounds: Bounds, where: str) -> None:
+        if not math.isfinite(bounds.max - bounds.min):
+            raise ValueError(
+                f"bounds of {where} are too far apart for a float, got "
+                f"min={bounds.min}, max={bounds.max}; narrow them or use a log "
+                "scale"
+            )
         if not bounds.min < bounds.max:
             raise ValueError(
                 f"bounds.min < bounds.max must hold for {where}, got "
@@ -448,7 +454,7 @@ class JobSpec(_Strict):
     converges is reported one epoch past its last.
     """
 
-    command: str
+    command: str = Field(pattern=r"\S")
     converge: ConvergeSpec | None = None
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
     evaluation: EvaluationSpec | None = None
@@ -471,7 +477,7 @@ class ExperimentSpec(_Strict):
     metrics: list[MetricSpec] = Field(min_length=1)
     observation_budget: int | None = Field(default=None, ge=1)
     parallel_bandwidth: int = Field(default=1, ge=1)
-    seeds_per_point: int = Field(default=1, ge=1)
+    seeds_per_point: int = Field(default=1, ge=1, le=1000)
     metadata: dict[str, Any] | None = None
 
     @field_validator("metadata")
@@ -532,6 +538,8 @@ class ExperimentSpec(_Strict):
                 f"metrics may optimize at most two metrics, got {optimized}; "
                 "make the others constraints or stored metrics"
             )
+        if self.type == "grid":
+            self.space().check_grid_size()
         if self.job is not None:
             self._check_job(self.job)
         return self
@@ -873,7 +881,7 @@ def _check_template(where: str, template: str, samples: Mapping[str, object]) ->
             )
         try:
             format(samples[name], format_spec or "")
-        except (ValueError, TypeError) as error:
+        except (ValueError, TypeError, OverflowError) as error:
             raise ValueError(
                 f"{where} formats {{{name}}} with {format_spec!r}, which does not "
                 f"apply to its values ({error}); fix or drop the format"

@@ -35,6 +35,10 @@ from optiloop.errors import SpecError
 Value = int | float | str
 Assignments = dict[str, Value]
 
+# Grid search enumerates every point; a grid larger than this would take
+# more runs than any budget affords and seconds to walk at every call.
+MAX_GRID_POINTS = 100_000
+
 # Relative tolerance under which a user's value counts as a grid member or a
 # bound, so that 4e-4 typed by hand matches 1e-4 * 2**2.
 _MATCH_RTOL = 1e-9
@@ -271,6 +275,26 @@ class Space:
                 f"parameter, got none for {missing}; add the missing values"
             )
         return {p.name: p.check(assignments[p.name]) for p in self.parameters}
+
+    def check_grid_size(self, doubles_per_axis: int = 5) -> None:
+        """Refuse a grid of more than ``MAX_GRID_POINTS`` points.
+
+        A continuous double counts ``doubles_per_axis`` values, as in
+        ``finite_points``.
+        """
+        sizes = {
+            p.name: doubles_per_axis if p.n_values is None else p.n_values
+            for p in self.parameters
+        }
+        total = math.prod(sizes.values())
+        if total <= MAX_GRID_POINTS:
+            return
+        product = " x ".join(f"{name}: {size}" for name, size in sizes.items())
+        raise SpecError(
+            f"type: grid search would need {total:,} points ({product} "
+            f"values), more than the limit of {MAX_GRID_POINTS:,}; narrow "
+            "bounds or grids, or use type: sobol or offline"
+        )
 
     def finite_points(self, doubles_per_axis: int = 5) -> Iterator[Assignments]:
         """Every point of the space, in a fixed order, for grid search.

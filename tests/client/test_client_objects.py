@@ -195,3 +195,8 @@ def test_two_connections_share_one_file(make_spec: SpecMaker, db_url: str) -> No
     with Connection(db=db_url) as reader:
         (still_open,) = reader.experiments(experiment.id).suggestions().fetch("open")
     assert still_open == suggestion
+
+
+def test_ids_beyond_64_bits_are_not_found(conn: Connection) -> None:
+    with pytest.raises(NotFoundError, match="experiment 9223372036854775808"):
+        conn.experiments(2**63).fetch()

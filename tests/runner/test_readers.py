@@ -184,3 +184,16 @@ def test_mllog_reader_is_usable_alone() -> None:
     reader.feed(mllog("eval_accuracy", True, epoch_num=8))  # not a number
     assert reader.records == [{"epoch": 4, "eval_accuracy": 0.7}]
     assert reader.status is None
+
+
+def test_absurdly_nested_or_negative_epoch_lines_are_skipped() -> None:
+    nested = '{"epoch": 1, "acc": 0.5, "z": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    mllog = (
+        ':::MLLOG {"key": "acc", "value": 0.5, "metadata": {"epoch_num": 1, "z": '
+        + "[" * 100_000
+        + "]" * 100_000
+        + "}}"
+    )
+    json_reader = read_lines("json", [nested, '{"epoch": -5, "acc": 0.9}'])
+    assert json_reader.records == []
+    assert read_lines("mllog", [mllog]).records == []

@@ -98,10 +98,13 @@ def parse_id(kind: str, raw: object) -> int:
     """An id from an int or a numeric string (SigOpt's ids are strings)."""
     if isinstance(raw, bool):
         raise NotFoundError(f"{kind} {raw!r} not found")
-    if isinstance(raw, int):
-        return raw
     if isinstance(raw, str) and raw.strip().isdigit():
-        return int(raw)
+        raw = int(raw)
+    if isinstance(raw, int):
+        # Databases store ids as signed 64-bit integers.
+        if not 0 < raw < 2**63:
+            raise NotFoundError(f"{kind} {raw} not found")
+        return raw
     raise NotFoundError(f"{kind} {raw!r} not found; ids are whole numbers")
 
 

@@ -12,15 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from optiloop.errors import SpecError
 from optiloop.experiment import ExperimentSpec, Observation
-from optiloop.space import Assignments, DoubleParameter, Space
+from optiloop.space import Assignments
 
 logger = logging.getLogger(__name__)
-
-# A grid larger than this would take more runs than any budget affords and
-# seconds to walk at every call, so it is refused instead.
-MAX_GRID_POINTS = 100_000
 
 
 class GridOptimizer:
@@ -38,7 +33,7 @@ class GridOptimizer:
         seed: int,
     ) -> list[Assignments]:
         space = spec.space()
-        self._refuse_large(space)
+        space.check_grid_size(self.doubles_per_axis)
         if count <= 0:
             return []
 
@@ -53,24 +48,3 @@ class GridOptimizer:
                 fresh.append(point)
         logger.debug("grid: %d new points, %d already used", len(fresh), len(used))
         return fresh
-
-    def _refuse_large(self, space: Space) -> None:
-        axis_sizes = {
-            p.name: self.doubles_per_axis
-            if isinstance(p, DoubleParameter)
-            else p.n_values
-            for p in space
-        }
-        total = 1
-        for size in axis_sizes.values():
-            total *= size
-        if total <= MAX_GRID_POINTS:
-            return
-
-        widest = max(axis_sizes, key=lambda name: axis_sizes[name])
-        raise SpecError(
-            f"parameters.{widest}: grid search would need {total:,} points "
-            f"({axis_sizes[widest]} values of {widest}), more than the limit "
-            f"of {MAX_GRID_POINTS:,}; narrow its bounds or grid, or use "
-            "type: sobol or offline"
-        )

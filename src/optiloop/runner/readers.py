@@ -59,13 +59,13 @@ class JsonLinesReader:
             return
         try:
             record = json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return
         if not isinstance(record, dict):
             return
         record.setdefault("epoch", len(self.records) + 1)
         # An epoch that is not a number (null, "one") cannot be placed.
-        if is_finite_number(record["epoch"]):
+        if is_finite_number(record["epoch"]) and record["epoch"] >= 0:
             self.records.append(record)
 
 
@@ -87,7 +87,7 @@ class MllogReader:
             return
         try:
             event = json.loads(line[start + len(MLLOG_MARK) :])
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return
         if not isinstance(event, dict):
             return
