@@ -428,3 +428,23 @@ def test_a_suggestion_at_40_observations_in_4_dims_is_quick() -> None:
     start = time.perf_counter()
     BayesianOptimizer().suggest(spec, observations, [], 1, seed=0)
     assert time.perf_counter() - start < 5.0
+
+
+def test_the_spread_of_seeds_becomes_the_noise_of_their_mean() -> None:
+    from optiloop.optimizers.bayesian import _stddev
+
+    metric = parse_spec(
+        {
+            "parameters": [
+                {"name": "x", "type": "double", "bounds": {"min": 0, "max": 1}}
+            ],
+            "metrics": [{"name": "y"}],
+        }
+    ).metrics[0]
+    values = (MetricValue("y", 1.0, 0.6),)
+    # Four seeds with spread 0.6: their mean is known to 0.6 / sqrt(4).
+    over_seeds = Observation({"x": 0.5}, values, metadata={"seeds": [0, 1, 2, 3]})
+    reported_by_hand = Observation({"x": 0.5}, values)
+
+    assert _stddev(over_seeds, metric) == pytest.approx(0.3)
+    assert _stddev(reported_by_hand, metric) == pytest.approx(0.6)

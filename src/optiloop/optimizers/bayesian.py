@@ -716,11 +716,8 @@ def _standardize(
     """Targets of zero mean and unit spread, their noise variances, and the
     map of one value onto that scale.
 
-    ``stddevs`` are the reported ``value_stddev`` (0 when not reported),
-    read as the uncertainty of the reported value, as SigOpt defines it.  If
-    a runner reports the spread of its seeds' values instead, the noise of
-    their mean is overstated by the number of seeds, and the model trusts
-    repeated points less than it could.
+    ``stddevs`` are the noise of each value (see ``_stddev``), 0 when not
+    reported.
     """
     centre = float(values.mean())
     spread = float(values.std())
@@ -867,4 +864,15 @@ def _value(observation: Observation, metric: MetricSpec) -> float:
 
 
 def _stddev(observation: Observation, metric: MetricSpec) -> float:
-    return observation.stddev(metric.name) or 0.0
+    """The noise of the reported value.
+
+    The runner reports the mean over seeds with the spread of the seeds as
+    ``value_stddev``, and lists the seeds in the metadata; the noise of that
+    mean is the spread over the square root of their number.  Any other
+    ``value_stddev`` is the noise of the value itself, as SigOpt defines it.
+    """
+    spread = observation.stddev(metric.name) or 0.0
+    seeds = observation.metadata.get("seeds")
+    if isinstance(seeds, list) and len(seeds) > 1:
+        return spread / math.sqrt(len(seeds))
+    return spread
