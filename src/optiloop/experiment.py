@@ -429,13 +429,13 @@ class PruneSpec(_Strict):
 
     A stopped run never becomes a reference, so the bar is set by the runs
     that survived and a small margin feeds on itself.  Replaying recorded
-    curves in random orders, the defaults never stopped a run that would
-    have converged on MLPerf-shaped curves: RN50-surrogate runs of random
-    points of ``examples/mlperf-rn50.yaml`` (5.6% of the epochs saved,
-    nearly all on diverged runs) and recorded MLPerf ResNet-50 runs of
-    batch 3264 (nothing stopped).  They are not safe where good recipes
+    curves in random orders (``benchmarks/prune.py``), the defaults never
+    stopped a run that would have converged on MLPerf-shaped curves:
+    RN50-surrogate runs of random points of ``examples/mlperf-rn50.yaml``
+    (5.0% of the epochs saved, all on diverged runs) and recorded MLPerf
+    ResNet-50 runs (nothing stopped).  They are not safe where good recipes
     differ early: on the digits workload, whose first epochs swing with the
-    warmup and the rate, they stopped 35% of the runs that would have
+    warmup and the rate, they stopped 39% of the runs that would have
     converged.  Comparing at the same epoch also puts a run with a longer
     schedule behind shorter ones, though it may still converge.
     """
