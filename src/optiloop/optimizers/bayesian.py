@@ -82,6 +82,12 @@ JITTER = 1e-6
 # Bounds of the kernel hyperparameters.  Inputs live in the unit cube and
 # targets are standardized, so both are in units of order one.
 LENGTH_SCALE_BOUNDS = (1e-2, 1e2)
+
+# Random restarts of the kernel fit guard against a poor local optimum of
+# the likelihood while data are few; past this many observations the
+# likelihood is sharp enough that one start suffices, and each restart costs
+# a full fit (most of a suggestion's time at hundreds of observations).
+MAX_OBSERVATIONS_FOR_RESTARTS = 64
 AMPLITUDE_BOUNDS = (1e-2, 1e2)
 
 # The success model (see ``_success_model``).  A failing region is a
@@ -318,6 +324,8 @@ class _Gp:
             nu=2.5,
         )
         kernel = amplitude * matern
+        if len(targets) > MAX_OBSERVATIONS_FOR_RESTARTS:
+            n_restarts = 0
         regressor = _fitted(
             kernel, features, targets, noise, n_restarts, int(rng.integers(2**31))
         )
