@@ -98,13 +98,6 @@ class Bounds(_Strict):
     min: float
     max: float
 
-    @field_validator("min", "max")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError(f"must be a finite number, got {value}")
-        return value
-
 
 class Pow2Grid(_Strict):
     """The grid ``base * 2**n`` for the integers ``n`` that land in [min, max]."""
@@ -307,13 +300,6 @@ class MetricSpec(_Strict):
     def _name_length(cls, name: str) -> str:
         return _check_name(name)
 
-    @field_validator("threshold")
-    @classmethod
-    def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError(f"threshold must be a finite number, got {value}")
-        return value
-
     @model_validator(mode="after")
     def _constraint_has_threshold(self) -> MetricSpec:
         if self.strategy == "store" and self.threshold is not None:
@@ -336,9 +322,7 @@ class MetricSpec(_Strict):
         """Whether ``value`` meets the threshold; a value exactly at it does."""
         if self.threshold is None:
             return True
-        if self.objective == "minimize":
-            return value <= self.threshold
-        return value >= self.threshold
+        return _meets(value, self.threshold, self.objective)
 
 
 class ConvergeSpec(_Strict):
@@ -361,9 +345,7 @@ class ConvergeSpec(_Strict):
 
     def reached(self, value: float) -> bool:
         """Whether ``value`` meets the target; a value exactly at it does."""
-        if self.objective == "maximize":
-            return value >= self.target
-        return value <= self.target
+        return _meets(value, self.target, self.objective)
 
 
 class MetricsSpec(_Strict):
@@ -783,6 +765,11 @@ def best_observations(
         key = tuple(m.to_minimize(o.value(m.name) or 0.0) for m in optimized)
         unique.setdefault(key, o)
     return list(unique.values())
+
+
+def _meets(value: float, bound: float, objective: str) -> bool:
+    """Whether ``value`` is at ``bound`` or on its better side."""
+    return value <= bound if objective == "minimize" else value >= bound
 
 
 def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
