@@ -69,7 +69,8 @@ def main() -> None:
 
 def _run(base: str, token: str, clients: int, cycles: int, db_url: str) -> None:
     auth = (token, "")
-    experiment = httpx.post(f"{base}/experiments", json=SPEC, auth=auth).json()
+    spec = {**SPEC, "parallel_bandwidth": clients}
+    experiment = httpx.post(f"{base}/experiments", json=spec, auth=auth).json()
     url = f"{base}/experiments/{experiment['id']}"
     timings: dict[str, list[float]] = {"suggest": [], "observe": []}
     lock = threading.Lock()
@@ -78,7 +79,7 @@ def _run(base: str, token: str, clients: int, cycles: int, db_url: str) -> None:
         with httpx.Client(auth=auth, timeout=60) as client:
             for _ in range(cycles):
                 started = time.perf_counter()
-                suggestion = client.post(f"{url}/suggestions").json()
+                suggestion = client.post(f"{url}/suggestions").raise_for_status().json()
                 suggested = time.perf_counter()
                 value = suggestion["assignments"]["x"] * suggestion["assignments"]["n"]
                 client.post(

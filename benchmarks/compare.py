@@ -23,9 +23,11 @@ another; ``--workers`` such processes run at once.
 
 Known shortcomings:
 
-- The recommendation on a noisy problem is the best measured mean, for every
-  strategy alike, not each strategy's own model-based pick, so a lucky mean
-  can be recommended.
+- The recommendation on a noisy problem is the best measured mean for
+  every strategy but optiloop's Bayesian one, which recommends by its
+  models' posterior means (``posterior_best``, what its best_assignments
+  reports).  Optuna has no model-based pick; Ax has one that is not used
+  here, so Ax may be recommending a lucky mean.
 - Grid search walks its points in a fixed order; where the grid is larger
   than the budget (the mixed and RN50 problems) it never leaves the first
   values of the first parameter, as it would in practice.
@@ -67,6 +69,7 @@ from threadpoolctl import threadpool_limits
 
 from optiloop.experiment import ExperimentSpec, MetricValue, Observation, parse_spec
 from optiloop.optimizers import GridOptimizer, Optimizer, get_optimizer
+from optiloop.optimizers.bayesian import posterior_best
 from optiloop.optimizers.sobol import sobol_points
 from optiloop.space import (
     Assignments,
@@ -538,6 +541,7 @@ class OptiloopStrategy:
         self.spec = problem.spec()
         self.optimizer = optimizer
         self.seed = seed
+        self.noisy = problem.noisy
         self.observations: list[Observation] = []
 
     def ask(self) -> Assignments | None:
@@ -549,7 +553,13 @@ class OptiloopStrategy:
             MetricValue(name, value, evaluation.stddevs.get(name))
             for name, value in evaluation.values.items()
         )
-        metadata = {} if evaluation.converged else {"converged": False}
+        # As optiloop's runner: the seeds of a mean are listed, and a point
+        # where a seed missed its target is flagged.
+        metadata: dict[str, Any] = {}
+        if self.noisy:
+            metadata["seeds"] = list(range(SEEDS_PER_POINT))
+        if not evaluation.converged:
+            metadata["converged"] = False
         self.observations.append(Observation(point, values, metadata=metadata))
 
 
@@ -792,6 +802,7 @@ def run_once(
     # The evaluation noise has its own stream, the same for every strategy
     # at a given seed.
     noise = np.random.default_rng([seed, 20_261_203])
+    by_posterior = strategy_name == "optiloop" and problem.noisy
 
     best_measured = math.inf
     regret = math.inf
@@ -809,6 +820,13 @@ def run_once(
         if problem.measured_feasible(evaluation) and measured < best_measured:
             best_measured = measured
             regret = problem.true_value(point) - problem.optimum
+
+        # On a noisy problem optiloop's Bayesian optimizer recommends by its
+        # models' posterior means instead, as its best_assignments does.
+        if by_posterior and isinstance(strategy, OptiloopStrategy):
+            best = posterior_best(strategy.spec, strategy.observations)
+            if best:
+                regret = problem.true_value(best[0].assignments) - problem.optimum
         regrets.append(regret)
 
     # A grid that ran out of points keeps its last recommendation.

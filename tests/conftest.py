@@ -6,11 +6,14 @@ new PostgreSQL database when ``OPTILOOP_TEST_POSTGRES_URL`` names a server
 
 A server is ``optiloop serve`` in its own process, listening on 127.0.0.1
 at a port the system found free, stopped when its test (or the session)
-ends.  Nothing listens on any other address.
+ends.  ``ray_cluster`` is one real Ray cluster for the session, a head and
+a worker node on 127.0.0.1.  Nothing listens on any other address.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
 import socket
 import subprocess
@@ -21,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -148,3 +152,80 @@ def _postgres_database(server_url: str) -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
         admin.dispose()
+
+
+# Ray's settings that keep every socket of a test cluster on 127.0.0.1 (a
+# cluster of nodes on one machine is what Ray calls a local cluster) and
+# make it send no usage reports and ask for no token.  Ray reads them when
+# it is imported, so the fixture sets them first.
+RAY_LOOPBACK_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "disabled",
+}
+
+# Logical CPUs per node: with one CPU per run, the two nodes hold four runs.
+RAY_CPUS_PER_NODE = 2
+
+
+@dataclass
+class RayCluster:
+    """A real Ray cluster of a head and one worker node, on loopback."""
+
+    cluster: Any
+    worker: Any
+
+    @property
+    def address(self) -> str:
+        address: str = self.cluster.address
+        return address
+
+    def worker_pids(self) -> set[int]:
+        """The processes of the worker node: raylet, Ray workers, their jobs."""
+        import psutil
+
+        pids: set[int] = set()
+        for _, process in self.worker.live_processes():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                root = psutil.Process(process.pid)
+                pids.add(root.pid)
+                pids.update(p.pid for p in root.children(recursive=True))
+        return pids
+
+    def kill_worker(self) -> None:
+        """SIGKILL every process of the worker node, as a lost machine."""
+        self.cluster.remove_node(self.worker, allow_graceful=False)
+
+    def add_worker(self) -> None:
+        self.worker = self.cluster.add_node(num_cpus=RAY_CPUS_PER_NODE)
+        self.cluster.wait_for_nodes()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """One Ray cluster for the session (it takes ~10 s to start); this
+    process is connected to it as a driver."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("ray is not installed: pip install -e '.[ray]'")
+    saved = {name: os.environ.get(name) for name in RAY_LOOPBACK_ENV}
+    os.environ.update(RAY_LOOPBACK_ENV)
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": RAY_CPUS_PER_NODE, "include_dashboard": False},
+    )
+    try:
+        worker = cluster.add_node(num_cpus=RAY_CPUS_PER_NODE)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False)
+        yield RayCluster(cluster, worker)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -362,6 +362,13 @@ def test_bad_values_are_refused(values: list[dict[str, Any]], message: str) -> N
         check_values(parse_spec(BASE), values, failed=False)
 
 
+@pytest.mark.parametrize("values", [True, 3, "acc", {"name": "acc"}])
+@pytest.mark.parametrize("failed", [True, False])
+def test_values_that_are_not_a_list_are_refused(values: Any, failed: bool) -> None:
+    with pytest.raises(SpecError, match="values must be a list of"):
+        check_values(parse_spec(BASE), values, failed=failed)
+
+
 def test_job_fields_for_mlperf_runs_parse() -> None:
     spec = parse_spec(
         spec_with(

@@ -33,5 +33,9 @@ class BudgetSpentError(OptiloopError, RuntimeError):
     """The observation budget is spent: no further suggestion is made."""
 
 
+class BandwidthError(OptiloopError, RuntimeError):
+    """As many suggestions are open as ``parallel_bandwidth`` allows."""
+
+
 class StoreError(OptiloopError, RuntimeError):
     """The database failed or holds something this version cannot read."""

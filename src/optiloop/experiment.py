@@ -427,6 +427,55 @@ class PruneSpec(_Strict):
     min_reference_runs: int = Field(default=5, ge=1)
 
 
+class ResourcesSpec(_Strict):
+    """What one run asks a Ray cluster for: CPUs, GPUs and custom resources.
+
+    ``custom`` names resources the cluster's nodes advertise, such as
+    ``{gaudi: 8}``; a run is placed only on a node that has all of them free.
+    """
+
+    num_cpus: float = Field(default=1, ge=0)
+    num_gpus: float = Field(default=0, ge=0)
+    custom: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("custom")
+    @classmethod
+    def _amounts(cls, custom: dict[str, float]) -> dict[str, float]:
+        for name, amount in custom.items():
+            if not name.strip() or amount < 0:
+                raise ValueError(
+                    f"custom resources need a name and an amount >= 0, got "
+                    f"{name!r}: {amount}; write e.g. {{gaudi: 8}}"
+                )
+            if name in ("CPU", "GPU"):
+                raise ValueError(
+                    f"custom may not name {name}, got {name}: {amount}; ask "
+                    f"for it with num_{name.lower()}s instead"
+                )
+        return custom
+
+
+class ExecutorSpec(_Strict):
+    """Where the runs go: local processes (the default) or a Ray cluster.
+
+    ``address`` reaches a running Ray cluster (``auto``, or ``host:port`` of
+    its head); left out, ``kind: ray`` starts a cluster on this machine.
+    ``cluster``, ``nodes`` and ``devices`` describe what one run holds, for
+    compute accounting (device-seconds are wall seconds x ``devices``).
+    ``max_retries`` counts the extra attempts a run gets when the cluster
+    loses it (a worker or node died); a job that fails on its own is never
+    retried, and local processes have no cluster to lose them.
+    """
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = None
+    cluster: str = Field(default="local", pattern=r"\S")
+    nodes: int = Field(default=1, ge=1)
+    devices: int = Field(default=1, ge=0)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    max_retries: int = Field(default=1, ge=0, le=100)
+
+
 class JobSpec(_Strict):
     """The training job the runner launches for every seed of every point.
 
@@ -443,6 +492,7 @@ class JobSpec(_Strict):
     prune: PruneSpec | None = None
     timeout_seconds: float | None = Field(default=None, gt=0)
     seed_base: int = 0
+    executor: ExecutorSpec | None = None
 
     def placeholders(self) -> list[str]:
         return _placeholders(self.command)
@@ -693,6 +743,13 @@ def check_values(
     optimized or constrained needs one finite value; a stddev, when given,
     is finite and not negative.
     """
+    if values is not None and (
+        isinstance(values, str) or not isinstance(values, Sequence)
+    ):
+        raise SpecError(
+            f"values must be a list of {{name, value}} objects, got "
+            f"{type(values).__name__}; send a list, or leave values out"
+        )
     if failed:
         if values:
             raise SpecError(

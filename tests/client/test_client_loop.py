@@ -112,6 +112,7 @@ def test_grid_suggests_each_point_once_then_is_exhausted(conn: Connection) -> No
             for name in ("p", "q", "r")
         ],
         "metrics": [{"name": "y"}],
+        "parallel_bandwidth": 9,
     }
     experiment = conn.experiments().create(**spec)
     suggestions = conn.experiments(experiment.id).suggestions()

@@ -13,6 +13,7 @@ import pytest
 
 from optiloop.client import Connection, LocalDriver
 from optiloop.errors import (
+    BandwidthError,
     BudgetSpentError,
     ExhaustedError,
     NotFoundError,
@@ -43,7 +44,9 @@ def test_bad_spec_raises_and_stores_nothing(
 
 
 def test_budget_counts_open_suggestions(conn: Connection, make_spec: SpecMaker) -> None:
-    experiment = conn.experiments().create(**make_spec(observation_budget=3))
+    experiment = conn.experiments().create(
+        **make_spec(observation_budget=3, parallel_bandwidth=4)
+    )
     suggestions = conn.experiments(experiment.id).suggestions()
     first = suggestions.create()
     suggestions.create()
@@ -277,10 +280,31 @@ def test_metadata_must_be_plain_json(
     assert observation_count(conn, experiment.id) == 0
 
 
+def test_open_suggestions_stop_at_the_parallel_bandwidth(
+    conn: Connection, make_spec: SpecMaker
+) -> None:
+    experiment = conn.experiments().create(**make_spec(parallel_bandwidth=2))
+    suggestions = conn.experiments(experiment.id).suggestions()
+    first = suggestions.create()
+    suggestions.create()
+
+    with pytest.raises(BandwidthError, match="2 open suggestions >= parallel_bandw"):
+        suggestions.create()
+
+    # Observing or deleting an open suggestion frees its place.
+    conn.experiments(experiment.id).observations().create(
+        suggestion=first.id, failed=True
+    )
+    third = suggestions.create()
+    conn.experiments(experiment.id).suggestions(third.id).delete()
+    suggestions.create()
+    assert suggestions.fetch(state="open").count == 2
+
+
 def test_suggestions_fetch_filters_by_state(
     conn: Connection, make_spec: SpecMaker
 ) -> None:
-    experiment = conn.experiments().create(**make_spec())
+    experiment = conn.experiments().create(**make_spec(parallel_bandwidth=2))
     suggestions = conn.experiments(experiment.id).suggestions()
     observed = suggestions.create()
     pending = suggestions.create()
@@ -335,7 +359,7 @@ def test_driver_passes_history_pending_and_one_seed_per_experiment(
     first, second = {**POINT, "n": 1}, {**POINT, "n": 2}
     optimizer = RecordingOptimizer(points=[first, second, dict(POINT)])
     with connect_with(tmp_path, optimizer) as conn:
-        experiment = conn.experiments().create(**make_spec())
+        experiment = conn.experiments().create(**make_spec(parallel_bandwidth=2))
         suggestions = conn.experiments(experiment.id).suggestions()
         suggestions.create()
         observed = suggestions.create()
@@ -357,7 +381,7 @@ def test_optimizer_with_nothing_left_raises_exhausted(
 ) -> None:
     optimizer = RecordingOptimizer(points=[dict(POINT)])
     with connect_with(tmp_path, optimizer) as conn:
-        experiment = conn.experiments().create(**make_spec())
+        experiment = conn.experiments().create(**make_spec(parallel_bandwidth=2))
         conn.experiments(experiment.id).suggestions().create()
         with pytest.raises(ExhaustedError, match=r"no new point left .* after 1"):
             conn.experiments(experiment.id).suggestions().create()

@@ -13,7 +13,12 @@ from scipy.stats import norm
 
 from optiloop.experiment import ExperimentSpec, MetricValue, Observation, parse_spec
 from optiloop.optimizers import BayesianOptimizer, SobolOptimizer
-from optiloop.optimizers.bayesian import log_expected_improvement
+from optiloop.optimizers.bayesian import (
+    _objective_targets,
+    log_expected_hypervolume_improvement,
+    log_expected_improvement,
+    posterior_best,
+)
 from optiloop.space import Assignments
 from optiloop.workloads import functions
 
@@ -118,6 +123,50 @@ def test_log_ei_follows_the_asymptotic_series_far_below_the_incumbent() -> None:
     assert np.all(np.diff(log_ei) < 0)  # ever smaller as z falls
 
 
+def _hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
+    """Area that ``(n, 2)`` points dominate below ``reference`` (minimizing),
+    by a sweep along the first objective."""
+    area, ceiling = 0.0, float(reference[1])
+    for f1, f2 in points[np.argsort(points[:, 0])]:
+        if f1 < reference[0] and f2 < ceiling:
+            area += (reference[0] - f1) * (ceiling - f2)
+            ceiling = f2
+    return area
+
+
+def test_log_ehvi_of_a_nearly_certain_point_is_its_hypervolume_gain() -> None:
+    # Front (0, 0.5) and (0.5, 0) below the reference (1, 1): a point at
+    # (0.25, 0.25) adds exactly the square [0.25, 0.5]^2, area 1/16.  A
+    # point behind the front adds nothing: its log is very negative.
+    front = np.array([[0.0, 0.5], [0.5, 0.0]])
+    reference = np.array([1.0, 1.0])
+    means = np.array([[0.25, 0.25], [0.75, 0.75]])
+    stds = np.full((2, 2), 1e-9)
+
+    log_ehvi = log_expected_hypervolume_improvement(means, stds, front, reference)
+
+    assert log_ehvi[0] == pytest.approx(math.log(1 / 16), abs=1e-6)
+    assert log_ehvi[1] < -30.0
+
+
+def test_log_ehvi_matches_a_monte_carlo_estimate() -> None:
+    # 40,000 draws of independent Gaussian objectives; the mean gain has a
+    # relative standard error under 1% here, so 4% is a 4-sigma band.
+    front = np.array([[0.0, 1.0], [0.5, 0.4], [1.0, 0.0], [0.7, 0.7]])
+    reference = np.array([2.0, 2.0])
+    base = _hypervolume(front, reference)
+    rng = np.random.default_rng(0)
+    for mean, std in [((0.2, 0.2), (0.3, 0.5)), ((-1.0, 3.0), (1.0, 1.0))]:
+        draws = rng.normal(mean, std, size=(40_000, 2))
+        gains = [_hypervolume(np.vstack([front, y]), reference) - base for y in draws]
+
+        log_ehvi = log_expected_hypervolume_improvement(
+            np.array([mean]), np.array([std]), front, reference
+        )
+
+        assert math.exp(log_ehvi[0]) == pytest.approx(np.mean(gains), rel=0.04)
+
+
 # Published benchmarks.
 
 
@@ -211,6 +260,42 @@ def test_constrained_gramacy_problem_reaches_its_optimum() -> None:
 
     close = [v for v in best if abs(v - functions.GRAMACY_MINIMUM) < 0.01]
     assert len(close) >= 4, best
+
+
+def test_hartmann6_comes_within_0_25_of_its_minimum_in_50_evaluations() -> None:
+    # The published minimum is -3.32237 (Dixon and Szego 1978).  Its two
+    # next-best basins lie 0.12 and 0.19 above it (-3.2032 and about -3.14
+    # as measured here); a run that reaches either has found a basin about as
+    # deep as the global one, and the tolerance of 0.25 accepts them.  The
+    # best of 50 uniform random points has a median gap of about 1.7 and
+    # none of 200 random seeds came within 0.25.  Measured on this
+    # implementation: 8 of 8 seeds within 0.2 by 50 evaluations, 3 of 8 in
+    # the global basin (within 2e-3).  The test asks 4 of 5 seeds.
+    names = [f"x{i}" for i in range(1, 7)]
+    spec = parse_spec(
+        {
+            "parameters": [
+                {"name": n, "type": "double", "bounds": {"min": 0, "max": 1}}
+                for n in names
+            ],
+            "metrics": [{"name": "y", "objective": "minimize"}],
+        }
+    )
+
+    def value(point: Assignments) -> float:
+        return float(functions.hartmann6([float(point[n]) for n in names]))
+
+    def evaluate(point: Assignments) -> tuple[MetricValue, ...]:
+        return (MetricValue("y", value(point)),)
+
+    gaps = [
+        min(value(o.assignments) for o in _run(spec, evaluate, 50, seed))
+        - functions.HARTMANN6_MINIMUM
+        for seed in range(5)
+    ]
+
+    assert sum(gap < 0.25 for gap in gaps) >= 4, gaps
+    assert min(gaps) >= -1e-6
 
 
 # Behaviours.
@@ -448,3 +533,212 @@ def test_the_spread_of_seeds_becomes_the_noise_of_their_mean() -> None:
 
     assert _stddev(over_seeds, metric) == pytest.approx(0.3)
     assert _stddev(reported_by_hand, metric) == pytest.approx(0.6)
+
+
+def _categorical_108_spec() -> ExperimentSpec:
+    # 3 x 4 x 9 = 108 points, no order among the values.
+    return parse_spec(
+        {
+            "parameters": [
+                {
+                    "name": name,
+                    "type": "categorical",
+                    "categorical_values": [f"{name}{i}" for i in range(size)],
+                }
+                for name, size in (("a", 3), ("b", 4), ("c", 9))
+            ],
+            "metrics": [{"name": "y", "objective": "minimize"}],
+        }
+    )
+
+
+def _categorical_loss(point: Assignments) -> float:
+    # Any deterministic value per point will do; this one has a best
+    # category per parameter and an interaction between a and c.
+    a, b, c = (int(str(point[n])[1:]) for n in ("a", "b", "c"))
+    return (a - 1) ** 2 + 0.5 * (b - 2) ** 2 + 0.1 * (c - 3 * a) ** 2
+
+
+@pytest.mark.parametrize("n_observed", [0, 20])
+def test_a_batch_of_16_on_a_108_point_categorical_space_has_no_duplicates(
+    n_observed: int,
+) -> None:
+    # With 20 observations and 4 pending, 84 points are unseen: the batch
+    # must be 16 of them, all different.  Without observations the batch
+    # comes from the initial design, which must not repeat itself either.
+    spec = _categorical_108_spec()
+    space = spec.space()
+    assert space.size == 108
+    points = SobolOptimizer().suggest(spec, [], [], n_observed + 4, seed=1)
+    observations = [
+        Observation(assignments=p, values=(MetricValue("y", _categorical_loss(p)),))
+        for p in points[:n_observed]
+    ]
+    pending = points[n_observed:]
+    used = {space.key(p) for p in points}
+
+    batch = BayesianOptimizer().suggest(spec, observations, pending, 16, seed=2)
+
+    keys = [space.key(p) for p in batch]
+    assert len(batch) == 16
+    assert len(set(keys)) == 16
+    if n_observed:
+        assert not set(keys) & used
+
+
+def test_the_best_is_never_a_point_that_violates_a_threshold() -> None:
+    # The lowest objective value sits at a point whose constraint misses
+    # its threshold; the best reported must be the best point that meets
+    # it, both with exact values and with noisy ones (where the models'
+    # posterior means decide).
+    spec = _unit_square(
+        [
+            {"name": "y", "objective": "minimize"},
+            {
+                "name": "c",
+                "objective": "minimize",
+                "strategy": "constraint",
+                "threshold": 0.0,
+            },
+        ]
+    )
+    xs = np.linspace(0.0, 1.0, 11)
+    for noise in (None, 0.05):
+        observations = [
+            Observation(
+                assignments=_diagonal(float(x)),
+                values=(
+                    MetricValue("y", float(x), noise),
+                    MetricValue("c", 0.35 - float(x), noise),
+                ),
+            )
+            for x in xs
+        ]
+        # y = x is smallest at x = 0, but c <= 0 needs x >= 0.35.
+
+        [best] = posterior_best(spec, observations)
+
+        assert best.assignments == _diagonal(0.4)
+
+
+def test_the_posterior_best_is_not_one_lucky_noisy_mean() -> None:
+    # y = (x - 0.7)^2 measured with noise of sd 0.1 at 21 points; the mean
+    # at x = 0.1 came out 0.3 too low, below every other measurement.
+    # Neighbours measured near 0.36 outvote it: the posterior mean there
+    # stays far above the values around x = 0.7, which the best pick must
+    # come from.
+    spec = parse_spec(
+        {
+            "parameters": [
+                {"name": "x", "type": "double", "bounds": {"min": 0, "max": 1}}
+            ],
+            "metrics": [{"name": "y", "objective": "minimize"}],
+        }
+    )
+    rng = np.random.default_rng(0)
+    xs = np.linspace(0.0, 1.0, 21)
+    measured = (xs - 0.7) ** 2 + 0.02 * rng.standard_normal(len(xs))
+    measured[2] = (0.1 - 0.7) ** 2 - 0.4  # x = 0.1, the lucky one
+    observations = [
+        Observation(assignments={"x": float(x)}, values=(MetricValue("y", v, 0.1),))
+        for x, v in zip(xs, measured)
+    ]
+    assert float(np.argmin(measured)) == 2
+
+    [best] = posterior_best(spec, observations)
+
+    assert abs(float(best.assignments["x"]) - 0.7) <= 0.1
+
+
+def test_the_posterior_front_of_two_objectives_is_non_dominated() -> None:
+    # f1 = x, f2 = 1 - x on the diagonal: every point is on the front; a
+    # point off the diagonal with f2 = 1.5 - x is dominated and must go.
+    spec = _unit_square(
+        [
+            {"name": "f1", "objective": "minimize"},
+            {"name": "f2", "objective": "minimize"},
+        ]
+    )
+    observations = [
+        Observation(
+            assignments={"x1": x, "x2": x},
+            values=(MetricValue("f1", x, 0.01), MetricValue("f2", 1.0 - x, 0.01)),
+        )
+        for x in (0.1, 0.3, 0.5, 0.7, 0.9)
+    ]
+    observations.append(
+        Observation(
+            assignments={"x1": 0.5, "x2": 0.0},
+            values=(MetricValue("f1", 0.5, 0.01), MetricValue("f2", 1.0, 0.01)),
+        )
+    )
+
+    front = posterior_best(spec, observations)
+
+    assert [o.assignments["x1"] for o in front] == [0.1, 0.3, 0.5, 0.7, 0.9]
+
+
+def _converge_spec() -> ExperimentSpec:
+    return parse_spec(
+        {
+            "parameters": [
+                {"name": "x", "type": "double", "bounds": {"min": 0, "max": 1}}
+            ],
+            "metrics": [{"name": "epochs", "objective": "minimize"}],
+        }
+    )
+
+
+def test_a_censored_converge_epoch_counts_as_at_least_the_worst_real_one() -> None:
+    # Three converged points (40, 44, 50 epochs) and two that never
+    # converged, reported at 35 and 60.  The 35 is a lower bound, so it
+    # enters as the worst real value, 50; the 60 is already worse and stays.
+    spec = _converge_spec()
+    reports = [(0.5, 40.0, True), (0.7, 44.0, True), (0.9, 50.0, True)]
+    reports += [(0.1, 35.0, False), (0.2, 60.0, False)]
+    observations = [
+        Observation(
+            assignments={"x": x},
+            values=(MetricValue("epochs", epochs),),
+            metadata={} if converged else {"converged": False},
+        )
+        for x, epochs, converged in reports
+    ]
+
+    values, _ = _objective_targets(
+        spec, spec.metrics[0], observations, range(len(observations))
+    )
+
+    np.testing.assert_allclose(values, [40.0, 44.0, 50.0, 50.0, 60.0])
+
+
+def test_short_schedules_that_never_converge_do_not_attract_the_search() -> None:
+    # Epochs to converge grow with x (40 + 20 x), but below x = 0.3 the runs
+    # never converge and are reported at the next evaluation, 30 epochs:
+    # taken at face value the fastest region.  The search should settle
+    # just above 0.3.  Measured on seeds 0-2: 1 of the 15 points after the
+    # initial design fell below 0.3 in each run; without the censoring rule
+    # (values taken as reported) 6, 5 and 5 did.
+    spec = _converge_spec()
+
+    for seed in range(3):
+        observations: list[Observation] = []
+        for _ in range(20):
+            [point] = BayesianOptimizer().suggest(spec, observations, [], 1, seed)
+            x = float(point["x"])
+            converged = x >= 0.3
+            observations.append(
+                Observation(
+                    assignments=point,
+                    values=(
+                        MetricValue("epochs", 40.0 + 20.0 * x if converged else 30.0),
+                    ),
+                    metadata={} if converged else {"converged": False},
+                )
+            )
+
+        after_initial = observations[5:]
+        missed = sum(float(o.assignments["x"]) < 0.3 for o in after_initial)
+        assert missed <= 2, (seed, missed)
+        [best] = posterior_best(spec, observations)
+        assert 0.3 <= float(best.assignments["x"]) < 0.4, seed

@@ -205,6 +205,8 @@ def test_sobol_through_the_client_stratifies_like_one_sequence(
     conn = Connection(db=f"sqlite:///{tmp_path / 'sobol.db'}")
     spec = {
         "type": "sobol",
+        # Eight suggestions stay open at once.
+        "parallel_bandwidth": 8,
         "parameters": [{"name": "x", "type": "double", "bounds": {"min": 0, "max": 1}}],
         "metrics": [{"name": "y"}],
     }

@@ -175,3 +175,64 @@ def test_a_point_behind_the_converged_ones_is_pruned_and_infeasible(
     assert second.metadata["curves"] == [[[1.0, 0.1]], [[1.0, 0.1]]]
     # Two seeds of 20 epochs at 0.1 s each would take 4 s.
     assert second.metadata["compute_seconds"] < 2.0
+
+
+def test_spare_slots_never_open_more_points_than_the_bandwidth(
+    tmp_path: Path,
+) -> None:
+    # Four slots, one point at a time: each point's two seeds run together
+    # and the next suggestion waits for the point to be observed.
+    conn = Connection(db=f"sqlite:///{tmp_path / 'runs.db'}")
+    spec = spec_dict(parallel_bandwidth=1, observation_budget=3)
+    experiment = conn.experiments(conn.experiments().create(**spec).id)
+    open_counts: list[int] = []
+
+    def count_open(event: LoopEvent) -> None:
+        open_counts.append(experiment.suggestions().fetch(state="open").count)
+
+    executor = LocalExecutor(slots=4)
+    try:
+        run_experiment(
+            conn, experiment.fetch().id, parse_spec(spec), executor, None, count_open
+        )
+    finally:
+        executor.shutdown()
+
+    assert experiment.fetch().progress.observation_count == 3
+    assert max(open_counts) == 1
+
+
+def test_a_stop_request_finishes_started_points_and_leaves_the_rest_open(
+    tmp_path: Path,
+) -> None:
+    # Two open points of two seeds, one slot: the stop comes when the first
+    # seed of the first point ends, so that point finishes (its second seed
+    # runs) and the second point, not started, stays open.
+    conn = Connection(db=f"sqlite:///{tmp_path / 'runs.db'}")
+    spec = spec_dict(observation_budget=4, parallel_bandwidth=2)
+    experiment = conn.experiments(conn.experiments().create(**spec).id)
+    first = experiment.suggestions().create()
+    second = experiment.suggestions().create()
+    finished: list[LoopEvent] = []
+
+    executor = LocalExecutor(slots=1)
+    try:
+        summary = run_experiment(
+            conn,
+            first.experiment,
+            parse_spec(spec),
+            executor,
+            on_event=finished.append,
+            should_stop=lambda: bool(finished),
+        )
+    finally:
+        executor.shutdown()
+
+    [observed] = experiment.observations().fetch().data
+    assert observed.suggestion == first.id
+    assert observed.metadata["seeds"] == [0, 1]
+    assert [s.id for s in experiment.suggestions().fetch(state="open").data] == [
+        second.id
+    ]
+    assert summary.stopped_because == "stopped on request"
+    assert summary.observation_count == 1

@@ -125,7 +125,7 @@ def test_update_and_delete_an_observation(
 def test_delete_suggestions_one_and_all_open(
     api: TestClient, spec: dict[str, Any]
 ) -> None:
-    base = f"/v1/experiments/{create(api, spec)['id']}"
+    base = f"/v1/experiments/{create(api, {**spec, 'parallel_bandwidth': 3})['id']}"
     ids = [api.post(f"{base}/suggestions").json()["id"] for _ in range(3)]
 
     assert api.delete(f"{base}/suggestions/{ids[0]}").status_code == 204
@@ -166,10 +166,25 @@ def test_deleted_experiment_is_listed_only_when_asked(
     assert api.get(f"/v1/experiments/{dropped}").json()["state"] == "deleted"
 
 
+def test_a_suggestion_beyond_the_parallel_bandwidth_is_a_conflict(
+    api: TestClient, spec: dict[str, Any]
+) -> None:
+    base = f"/v1/experiments/{create(api, {**spec, 'parallel_bandwidth': 2})['id']}"
+    for _ in range(2):
+        assert api.post(f"{base}/suggestions").status_code == 200
+
+    refused = api.post(f"{base}/suggestions")
+
+    assert refused.status_code == 409
+    assert refused.json()["type"] == "BandwidthError"
+    assert "2 open suggestions >= parallel_bandwidth 2" in refused.json()["message"]
+    assert api.get(f"{base}/suggestions").json()["count"] == 2
+
+
 def test_pages_walk_newest_first_with_before_markers(
     api: TestClient, spec: dict[str, Any]
 ) -> None:
-    base = f"/v1/experiments/{create(api, spec)['id']}"
+    base = f"/v1/experiments/{create(api, {**spec, 'parallel_bandwidth': 5})['id']}"
     made = [api.post(f"{base}/suggestions").json()["id"] for _ in range(5)]
 
     seen: list[int] = []

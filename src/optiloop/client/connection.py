@@ -30,13 +30,14 @@ from optiloop.client.http import HttpDriver
 from optiloop.client.local import LocalDriver, parse_id
 from optiloop.client.objects import (
     BestAssignments,
+    Campaign,
     Experiment,
     Observation,
     Pagination,
     Suggestion,
 )
 from optiloop.client.shapes import Json
-from optiloop.errors import OptiloopError
+from optiloop.errors import OptiloopError, SpecError
 from optiloop.store import DEFAULT_DB_URL, Store
 
 
@@ -59,6 +60,10 @@ class Driver(Protocol):
         self, experiment_id: int, state: str | None = None
     ) -> Json: ...
 
+    def delete_suggestion(self, experiment_id: int, suggestion_id: int) -> None: ...
+
+    def delete_open_suggestions(self, experiment_id: int) -> None: ...
+
     def create_observation(
         self, experiment_id: int, body: Mapping[str, Any]
     ) -> Json: ...
@@ -68,6 +73,20 @@ class Driver(Protocol):
     def list_observations(self, experiment_id: int) -> Json: ...
 
     def best_assignments(self, experiment_id: int) -> Json: ...
+
+    def create_campaign(self, body: Mapping[str, Any]) -> Json: ...
+
+    def get_campaign(self, campaign_id: int) -> Json: ...
+
+    def list_campaigns(self) -> Json: ...
+
+    def update_campaign(self, campaign_id: int, body: Mapping[str, Any]) -> Json: ...
+
+    def list_campaign_experiments(self, campaign_id: int) -> Json: ...
+
+    def create_campaign_experiment(
+        self, campaign_id: int, body: Mapping[str, Any]
+    ) -> Json: ...
 
     def close(self) -> None: ...
 
@@ -135,6 +154,20 @@ class Connection:
         if experiment_id is None:
             return ExperimentsResource(self.driver)
         return ExperimentResource(self.driver, parse_id("experiment", experiment_id))
+
+    @overload
+    def campaigns(self) -> CampaignsResource: ...
+
+    @overload
+    def campaigns(self, campaign_id: int | str) -> CampaignResource: ...
+
+    def campaigns(
+        self, campaign_id: int | str | None = None
+    ) -> CampaignsResource | CampaignResource:
+        """All campaigns, or one by id; optiloop's own, SigOpt has none."""
+        if campaign_id is None:
+            return CampaignsResource(self.driver)
+        return CampaignResource(self.driver, parse_id("campaign", campaign_id))
 
 
 class ExperimentsResource:
@@ -224,6 +257,15 @@ class SuggestionsResource:
         answer = self._driver.list_suggestions(self._experiment_id, state)
         return Pagination(answer, Suggestion)
 
+    def delete(self, state: str = "open") -> None:
+        """Withdraw every open suggestion (a crashed worker's, say).
+
+        Only open suggestions can be withdrawn: an observed one is history.
+        """
+        if state != "open":
+            raise SpecError(f"state must be 'open', got {state!r}")
+        self._driver.delete_open_suggestions(self._experiment_id)
+
 
 class SuggestionResource:
     """``conn.experiments(id).suggestions(id)``: one suggestion."""
@@ -236,6 +278,10 @@ class SuggestionResource:
     def fetch(self) -> Suggestion:
         answer = self._driver.get_suggestion(self._experiment_id, self.suggestion_id)
         return Suggestion(answer)
+
+    def delete(self) -> None:
+        """Withdraw this open suggestion, freeing its place in the bandwidth."""
+        self._driver.delete_suggestion(self._experiment_id, self.suggestion_id)
 
 
 class ObservationsResource:
@@ -307,3 +353,99 @@ class BestAssignmentsResource:
         optimized; failed and threshold-missing observations never appear."""
         answer = self._driver.best_assignments(self._experiment_id)
         return Pagination(answer, BestAssignments)
+
+
+class CampaignsResource:
+    """``conn.campaigns()``: create a campaign, or list them."""
+
+    def __init__(self, driver: Driver) -> None:
+        self._driver = driver
+
+    def create(self, *, file: Mapping[str, Any], name: str | None = None) -> Campaign:
+        """Store a campaign, ``running``, from its file's data.
+
+        ``file`` is a campaign file (``optiloop.campaign_spec``) or a plain
+        experiment spec; ``name`` defaults to the file's.  Running it is
+        ``optiloop.runner.campaign.run_campaign``'s job.
+        """
+        body: dict[str, Any] = {"file": dict(file)}
+        if name is not None:
+            body["name"] = name
+        return Campaign(self._driver.create_campaign(body))
+
+    def fetch(self) -> Pagination[Campaign]:
+        """Every campaign, oldest first."""
+        return Pagination(self._driver.list_campaigns(), Campaign)
+
+
+class CampaignResource:
+    """``conn.campaigns(id)``: one campaign and its experiments."""
+
+    def __init__(self, driver: Driver, campaign_id: int) -> None:
+        self._driver = driver
+        self.campaign_id = campaign_id
+
+    def fetch(self) -> Campaign:
+        return Campaign(self._driver.get_campaign(self.campaign_id))
+
+    def update(
+        self,
+        *,
+        state: str | None = None,
+        result: Mapping[str, Any] | None = None,
+    ) -> Campaign:
+        """Set the state (running, stopped or done) or the result."""
+        body: dict[str, Any] = {}
+        if state is not None:
+            body["state"] = state
+        if result is not None:
+            body["result"] = dict(result)
+        return Campaign(self._driver.update_campaign(self.campaign_id, body))
+
+    def experiments(self) -> CampaignExperimentsResource:
+        return CampaignExperimentsResource(self._driver, self.campaign_id)
+
+
+class CampaignExperimentsResource:
+    """``conn.campaigns(id).experiments()``: the campaign's experiments."""
+
+    def __init__(self, driver: Driver, campaign_id: int) -> None:
+        self._driver = driver
+        self._campaign_id = campaign_id
+
+    def create(
+        self,
+        *,
+        experiment: Mapping[str, Any],
+        role: str,
+        round: int | None = None,
+        refinement: Mapping[str, Any] | None = None,
+        observations: list[Mapping[str, Any]] | None = None,
+        suggestions: list[Mapping[str, Any]] | None = None,
+    ) -> Experiment:
+        """Create an experiment of the campaign, with its first rows.
+
+        ``role`` is ``round`` (with its ``round`` number), ``validation``
+        or ``grid``; ``refinement`` records how its bounds were made.
+        ``observations`` are warm-start points measured before (each
+        ``{assignments, values, failed, metadata}``); ``suggestions`` are
+        points chosen ahead (each ``{assignments}``), stored open so that
+        the runner trains them.  Everything is stored at once or not at all.
+        """
+        fields = {
+            "experiment": dict(experiment),
+            "role": role,
+            "round": round,
+            "refinement": None if refinement is None else dict(refinement),
+            "observations": observations,
+            "suggestions": suggestions,
+        }
+        body = {name: given for name, given in fields.items() if given is not None}
+        answer = self._driver.create_campaign_experiment(self._campaign_id, body)
+        return Experiment(answer)
+
+    def fetch(self) -> Pagination[Experiment]:
+        """The campaign's experiments in the order they were made; each
+        one's ``campaign`` field gives its round, role and refinement."""
+        answer = self._driver.list_campaign_experiments(self._campaign_id)
+        return Pagination(answer, Experiment)

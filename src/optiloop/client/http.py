@@ -43,6 +43,7 @@ ERROR_CLASSES: dict[str, type[OptiloopError]] = {
     for kind in (
         errors.SpecError,
         errors.NotFoundError,
+        errors.BandwidthError,
         errors.BudgetSpentError,
         errors.ExhaustedError,
         errors.StoreError,
@@ -102,6 +103,14 @@ class HttpDriver:
         params = {} if state is None else {"state": state}
         return self._list(f"/experiments/{experiment_id}/suggestions", params)
 
+    def delete_suggestion(self, experiment_id: int, suggestion_id: int) -> None:
+        path = f"/experiments/{experiment_id}/suggestions/{suggestion_id}"
+        self._send("DELETE", path)
+
+    def delete_open_suggestions(self, experiment_id: int) -> None:
+        path = f"/experiments/{experiment_id}/suggestions"
+        self._send("DELETE", path, params={"state": "open"})
+
     # Observations
 
     def create_observation(self, experiment_id: int, body: Mapping[str, Any]) -> Json:
@@ -116,6 +125,30 @@ class HttpDriver:
 
     def best_assignments(self, experiment_id: int) -> Json:
         return self._list(f"/experiments/{experiment_id}/best_assignments", {})
+
+    # Campaigns (optiloop's own routes)
+
+    def create_campaign(self, body: Mapping[str, Any]) -> Json:
+        return self._post("/campaigns", body)
+
+    def get_campaign(self, campaign_id: int) -> Json:
+        return self._get(f"/campaigns/{campaign_id}")
+
+    def list_campaigns(self) -> Json:
+        return self._list("/campaigns", {})
+
+    def update_campaign(self, campaign_id: int, body: Mapping[str, Any]) -> Json:
+        _refuse_non_json(body)
+        answer: Json = self._send("PUT", f"/campaigns/{campaign_id}", json=dict(body))
+        return answer
+
+    def list_campaign_experiments(self, campaign_id: int) -> Json:
+        return self._list(f"/campaigns/{campaign_id}/experiments", {})
+
+    def create_campaign_experiment(
+        self, campaign_id: int, body: Mapping[str, Any]
+    ) -> Json:
+        return self._post(f"/campaigns/{campaign_id}/experiments", body)
 
     # Requests
 

@@ -18,7 +18,12 @@ Rules kept here:
 - a deleted experiment takes no new suggestions or observations;
 - an update changes only what SigOpt lets change (an experiment's name,
   metadata, budget and bandwidth; an observation's values, failure and
-  metadata) and is validated as a new spec or observation would be.
+  metadata) and is validated as a new spec or observation would be;
+- a campaign's file is a valid campaign file (or experiment spec), though
+  its evaluator is never imported here: a server must not run code that a
+  client names; an experiment made for a campaign is validated as any
+  other, and so are its warm-start observations and chosen points, all
+  stored in one transaction.
 """
 
 from __future__ import annotations
@@ -27,21 +32,25 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from optiloop.campaign_spec import is_campaign, parse_campaign
 from optiloop.client.shapes import (
     Json,
     best_assignments_json,
+    campaign_json,
     experiment_json,
     observation_json,
     pagination_json,
     suggestion_json,
 )
 from optiloop.errors import (
+    BandwidthError,
     BudgetSpentError,
     ExhaustedError,
     NotFoundError,
     SpecError,
 )
 from optiloop.experiment import (
+    MAX_NAME_LENGTH,
     ExperimentSpec,
     Observation,
     Suggestion,
@@ -50,7 +59,13 @@ from optiloop.experiment import (
     parse_spec,
 )
 from optiloop.space import Assignments
-from optiloop.store import ExperimentRecord, Store, SuggestionState
+from optiloop.store import (
+    CampaignRole,
+    CampaignState,
+    ExperimentRecord,
+    Store,
+    SuggestionState,
+)
 from optiloop.store.engine import to_json
 
 logger = logging.getLogger(__name__)
@@ -78,6 +93,19 @@ EXPERIMENT_UPDATE_FIELDS = (
 OBSERVATION_UPDATE_FIELDS = ("values", "value", "value_stddev", "failed", "metadata")
 EXPERIMENT_LIST_STATES = ("active", "deleted", "all")
 SUGGESTION_STATES = ("open", "closed")
+CAMPAIGN_FIELDS = ("name", "file")
+CAMPAIGN_UPDATE_FIELDS = ("state", "result")
+CAMPAIGN_STATES = ("running", "stopped", "done")
+CAMPAIGN_EXPERIMENT_FIELDS = (
+    "experiment",
+    "role",
+    "round",
+    "refinement",
+    "observations",
+    "suggestions",
+)
+CAMPAIGN_ROLES = ("round", "validation", "grid")
+WARM_START_FIELDS = ("assignments", "values", "failed", "metadata")
 
 # Spreads the seeds of different experiments far apart; a prime, so that
 # experiment k's seeds never line up with experiment k + 1's.
@@ -127,10 +155,12 @@ class LocalDriver:
     ``owner_token_id``, where a method takes it, is the server's API token
     acting; the in-process driver passes none and sees every experiment.
 
-    ``parallel_bandwidth`` is advice to whoever runs the jobs, as in SigOpt:
-    open suggestions beyond it are not refused, so that a runner told to
-    use more slots (``optiloop run --parallel``) still works.  The budget
-    is the hard limit.
+    ``parallel_bandwidth`` caps the open suggestions: a request beyond it
+    is refused (``BandwidthError``, 409 over HTTP), so that workers sharing
+    an experiment never run more points at once than it allows.  Unlike
+    SigOpt, which only advises; an open suggestion left by a crashed worker
+    holds its place until it is observed or deleted.  The budget caps open
+    suggestions plus observations.
     """
 
     def __init__(
@@ -211,6 +241,7 @@ class LocalDriver:
             observations: list[Observation], pending: list[Suggestion], made: int
         ) -> Assignments | None:
             _check_budget(experiment_id, spec, observations, pending)
+            _check_bandwidth(experiment_id, spec, pending)
             points = optimizer.suggest(
                 spec,
                 observations,
@@ -325,6 +356,124 @@ class LocalDriver:
         best = best_observations(spec, observations)
         return pagination_json([best_assignments_json(o) for o in best])
 
+    # Campaigns
+
+    def create_campaign(
+        self, body: Mapping[str, Any], owner_token_id: int | None = None
+    ) -> Json:
+        """Store a campaign from its file; ``name`` defaults to the file's."""
+        _refuse_unknown("campaign", body, CAMPAIGN_FIELDS, "create")
+        file = _plain_mapping("file", body.get("file"))
+        if file is None:
+            raise SpecError(
+                "file: a campaign needs its file, the campaign file's fields "
+                "as a mapping; pass file={...}"
+            )
+        if is_campaign(file):
+            name = parse_campaign(file, check_evaluator=False).name
+        else:
+            name = parse_spec(file).name
+        name = _campaign_name(body.get("name", name))
+
+        campaign_id = self.store.create_campaign(name, file, owner_token_id)
+        return self.get_campaign(campaign_id)
+
+    def get_campaign(self, campaign_id: int, owner_token_id: int | None = None) -> Json:
+        return campaign_json(self.store.get_campaign(campaign_id, owner_token_id))
+
+    def list_campaigns(self, owner_token_id: int | None = None) -> Json:
+        records = self.store.list_campaigns(owner_token_id)
+        return pagination_json([campaign_json(record) for record in records])
+
+    def update_campaign(
+        self,
+        campaign_id: int,
+        body: Mapping[str, Any],
+        owner_token_id: int | None = None,
+    ) -> Json:
+        """Change a campaign's ``state`` or ``result``; its file stays."""
+        _refuse_unknown("campaign", body, CAMPAIGN_UPDATE_FIELDS, "update")
+        self.store.get_campaign(campaign_id, owner_token_id)
+        state = body.get("state")
+        if state is not None and state not in CAMPAIGN_STATES:
+            raise SpecError(
+                f"state must be one of {list(CAMPAIGN_STATES)}, got {state!r}"
+            )
+        result = _plain_mapping("result", body.get("result"))
+        record = self.store.update_campaign(
+            campaign_id, state=cast(CampaignState | None, state), result=result
+        )
+        return campaign_json(record)
+
+    def list_campaign_experiments(
+        self, campaign_id: int, owner_token_id: int | None = None
+    ) -> Json:
+        """The campaign's experiments in the order they were made."""
+        self.store.get_campaign(campaign_id, owner_token_id)
+        records = self.store.campaign_experiments(campaign_id)
+        return pagination_json(
+            [experiment_json(r, self.store.list_observations(r.id)) for r in records]
+        )
+
+    def create_campaign_experiment(
+        self,
+        campaign_id: int,
+        body: Mapping[str, Any],
+        owner_token_id: int | None = None,
+    ) -> Json:
+        """Create an experiment of a campaign, with its first rows.
+
+        ``body``: ``experiment`` (the spec), ``role`` (round, validation or
+        grid), ``round``, ``refinement`` (plain JSON), ``observations``
+        (warm-start points with their values, checked as any observation
+        with assignments) and ``suggestions`` (points to train, each
+        ``{"assignments": ...}``, stored open).  Both lists together stay
+        within the spec's observation budget.
+        """
+        _refuse_unknown("experiment", body, CAMPAIGN_EXPERIMENT_FIELDS, "create")
+        self.store.get_campaign(campaign_id, owner_token_id)
+        spec_body = _plain_mapping("experiment", body.get("experiment"))
+        if spec_body is None:
+            raise SpecError(
+                "experiment: the spec of the campaign's experiment is "
+                "required; pass experiment={...}"
+            )
+        spec = parse_spec(spec_body)
+        role = body.get("role")
+        if role not in CAMPAIGN_ROLES:
+            raise SpecError(f"role must be one of {list(CAMPAIGN_ROLES)}, got {role!r}")
+        round_number = _round_field(body.get("round"), role)
+        refinement = _plain_mapping("refinement", body.get("refinement"))
+
+        observations = [
+            _warm_start_observation(spec, index, item)
+            for index, item in enumerate(_list_field(body, "observations"))
+        ]
+        suggestions = [
+            _chosen_point(spec, index, item)
+            for index, item in enumerate(_list_field(body, "suggestions"))
+        ]
+        budget = spec.observation_budget
+        rows = len(observations) + len(suggestions)
+        if budget is not None and rows > budget:
+            raise SpecError(
+                f"observations: {len(observations)} observations and "
+                f"{len(suggestions)} suggestions pass the experiment's "
+                f"observation_budget {budget}; raise the budget or send fewer"
+            )
+
+        experiment_id = self.store.create_campaign_experiment(
+            campaign_id,
+            spec,
+            role=cast(CampaignRole, role),
+            round=round_number,
+            refinement=refinement,
+            owner_token_id=owner_token_id,
+            observations=observations,
+            suggestions=suggestions,
+        )
+        return self.get_experiment(experiment_id)
+
     # Helpers
 
     def _active_experiment(self, experiment_id: int) -> ExperimentRecord:
@@ -387,6 +536,19 @@ class LocalDriver:
         return (
             f"the {spec.type} optimizer has no new point left for experiment "
             f"{experiment_id} after {len(seen)} distinct points"
+        )
+
+
+def _check_bandwidth(
+    experiment_id: int, spec: ExperimentSpec, pending: Sequence[Suggestion]
+) -> None:
+    """Refuse a suggestion beyond ``parallel_bandwidth`` open ones."""
+    if len(pending) >= spec.parallel_bandwidth:
+        raise BandwidthError(
+            f"parallel_bandwidth reached for experiment {experiment_id}: "
+            f"{len(pending)} open suggestions >= parallel_bandwidth "
+            f"{spec.parallel_bandwidth}; observe or delete an open suggestion "
+            "first, or raise parallel_bandwidth"
         )
 
 
@@ -454,6 +616,94 @@ def _values_field(
     if value_stddev is not None:
         item["value_stddev"] = value_stddev
     return [item]
+
+
+def _campaign_name(raw: object) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise SpecError(f"name must be a non-empty string, got {raw!r}; give a name")
+    if len(raw) > MAX_NAME_LENGTH:
+        raise SpecError(
+            f"name must be at most {MAX_NAME_LENGTH} characters, got "
+            f"{len(raw)}; shorten it"
+        )
+    return raw
+
+
+def _plain_mapping(field: str, raw: object) -> dict[str, Any] | None:
+    """``raw`` as a dict of plain JSON data, or None when not given."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or not all(isinstance(k, str) for k in raw):
+        raise SpecError(f"{field} must map names to values, got {raw!r}")
+    try:
+        to_json(raw)
+    except (TypeError, ValueError) as error:
+        raise SpecError(
+            f"{field} must be plain JSON data (numbers, strings, lists, dicts; "
+            f"finite numbers only): {error}"
+        ) from None
+    return dict(raw)
+
+
+def _round_field(raw: object, role: str) -> int | None:
+    if raw is None:
+        if role == "round":
+            raise SpecError(
+                "round: an experiment with role round needs its round "
+                "number; pass round=1, 2, ..."
+            )
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise SpecError(f"round must be a whole number >= 1, got {raw!r}")
+    return raw
+
+
+def _list_field(body: Mapping[str, Any], field: str) -> list[Any]:
+    raw = body.get(field)
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise SpecError(f"{field} must be a list, got {raw!r}")
+    return raw
+
+
+def _warm_start_observation(
+    spec: ExperimentSpec, index: int, item: object
+) -> Observation:
+    """A warm-start row checked as an observation with assignments."""
+    where = f"observations[{index}]"
+    if not isinstance(item, Mapping):
+        raise SpecError(f"{where} must be an observation object, got {item!r}")
+    unknown = sorted(set(item) - set(WARM_START_FIELDS))
+    if unknown:
+        raise SpecError(
+            f"{where}.{unknown[0]}: unknown field; an observation here takes "
+            f"{list(WARM_START_FIELDS)}"
+        )
+    try:
+        assignments = _checked_point(spec, item.get("assignments"))
+        failed = _failed_flag(item.get("failed", False))
+        values = check_values(spec, item.get("values"), failed)
+        metadata = _metadata_field(item.get("metadata"))
+    except SpecError as error:
+        raise SpecError(f"{where}: {error}") from None
+    return Observation(assignments, values, failed, metadata=metadata)
+
+
+def _chosen_point(spec: ExperimentSpec, index: int, item: object) -> Assignments:
+    where = f"suggestions[{index}]"
+    if not isinstance(item, Mapping) or set(item) != {"assignments"}:
+        raise SpecError(f"{where} must be {{'assignments': {{...}}}}, got {item!r}")
+    try:
+        return _checked_point(spec, item["assignments"])
+    except SpecError as error:
+        raise SpecError(f"{where}: {error}") from None
+
+
+def _checked_point(spec: ExperimentSpec, raw: object) -> Assignments:
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"assignments must map parameter names to values, got {raw!r}")
+    return spec.space().check_assignments(raw)
 
 
 def _metadata_field(raw: object) -> dict[str, Any]:

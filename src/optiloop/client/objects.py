@@ -197,6 +197,22 @@ class Experiment(ApiObject):
     metadata: dict[str, Any] | None
     job: dict[str, Any] | None
     progress: Progress
+    campaign: dict[str, Any] | None
+    """None, or ``{"id", "round", "role", "refinement"}`` for an experiment
+    that a campaign made."""
+
+
+class Campaign(ApiObject):
+    """A campaign: its file (the spec plus rounds, evaluator, stop and
+    validation), ``running``, ``stopped`` or ``done``, and its result."""
+
+    id: int
+    name: str
+    state: str
+    created: int
+    updated: int
+    file: dict[str, Any]
+    result: dict[str, Any] | None
 
 
 class BestAssignments(ApiObject):

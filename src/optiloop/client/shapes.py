@@ -5,7 +5,9 @@ these shapes, which follow SigOpt's v1 API so that code written for the
 sigopt client reads the same fields here.  Two differences a SigOpt user
 may notice: ids are integers (SigOpt sends strings; ``Connection`` accepts
 both), and an experiment also shows optiloop's own fields
-(``seeds_per_point``, ``job``).  Timestamps are whole seconds since the Unix
+(``seeds_per_point``, ``job``, and ``campaign``: null, or the campaign, round,
+role and refinement of an experiment a campaign made).  Campaigns are
+optiloop's own objects; SigOpt has none.  Timestamps are whole seconds since the Unix
 epoch, as in SigOpt.
 """
 
@@ -25,7 +27,7 @@ from optiloop.experiment import (
     best_observations,
 )
 from optiloop.space import GridParameter, IntParameter
-from optiloop.store import ExperimentRecord
+from optiloop.store import CampaignRecord, ExperimentRecord
 
 Json = dict[str, Any]
 
@@ -66,6 +68,34 @@ def experiment_json(
         "metadata": spec.metadata,
         "job": spec.to_dict().get("job"),
         "progress": progress_json(spec, observations),
+        "campaign": campaign_link_json(record),
+    }
+
+
+def campaign_link_json(record: ExperimentRecord) -> Json | None:
+    """Which campaign made the experiment, in which round and role, and the
+    refinement that set its bounds; None for an experiment of its own."""
+    if record.campaign_id is None:
+        return None
+    return {
+        "id": record.campaign_id,
+        "round": record.campaign_round,
+        "role": record.campaign_role,
+        "refinement": record.refinement,
+    }
+
+
+def campaign_json(record: CampaignRecord) -> Json:
+    """A campaign: its file, its state and, once known, its result."""
+    return {
+        "object": "campaign",
+        "id": record.id,
+        "name": record.name,
+        "state": record.state,
+        "created": timestamp(record.created),
+        "updated": timestamp(record.updated),
+        "file": record.file,
+        "result": record.result,
     }
 
 

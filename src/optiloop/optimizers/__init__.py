@@ -2,14 +2,15 @@
 
 ``get_optimizer`` maps the experiment spec's ``type`` to a strategy:
 ``offline`` (SigOpt's name for its Bayesian optimizer, the default),
-``random``, ``sobol`` and ``grid``.
+``random``, ``sobol`` and ``grid``.  ``posterior_best`` picks the best
+observations by the Bayesian optimizer's models, for ``best_assignments``.
 """
 
 from __future__ import annotations
 
 from optiloop.errors import SpecError
 from optiloop.optimizers.base import Optimizer
-from optiloop.optimizers.bayesian import BayesianOptimizer
+from optiloop.optimizers.bayesian import BayesianOptimizer, posterior_best
 from optiloop.optimizers.grid import GridOptimizer
 from optiloop.optimizers.random import RandomOptimizer
 from optiloop.optimizers.sobol import SobolOptimizer
@@ -21,6 +22,7 @@ __all__ = [
     "RandomOptimizer",
     "SobolOptimizer",
     "get_optimizer",
+    "posterior_best",
 ]
 
 _STRATEGIES: dict[str, type[Optimizer]] = {

@@ -5,27 +5,33 @@ One call of ``BayesianOptimizer.suggest`` goes through these steps.
 1. Initial design.  Until ``n_initial`` points are observed or pending, the
    points come from the experiment's Sobol sequence (as ``SobolOptimizer``).
 2. Models, all Gaussian-process regressions on the unit cube (Rasmussen and
-   Williams 2006), with a Matern 5/2 kernel with one length scale per input
-   feature (ARD) times a constant amplitude:
-   - the objective: the optimized metric on its ``to_minimize`` scale,
-     standardized; the reported ``value_stddev`` is the known noise of each
-     observation.  Two optimized metrics are folded into one by a random
-     scalarization per suggestion (see ``_objective_model``);
-   - one model per metric with a threshold, giving the probability that the
+   Williams 2006) with a Matern 5/2 kernel, one length scale per input
+   feature (ARD), see ``gaussian_process``:
+   - one per optimized metric, on its ``to_minimize`` scale, standardized;
+     the reported ``value_stddev`` is the known noise of each observation.
+     A value from a point where some seed never converged is only a lower
+     bound (the runner reports such a seed at the evaluation after its
+     last), so it enters as at least the worst converged value; otherwise
+     a schedule too short to converge would look fast (see
+     ``_objective_targets``);
+   - one per metric with a threshold, giving the probability that the
      threshold holds (Schonlau, Welch and Jones 1998; Gardner et al. 2014);
-   - when some runs failed, a model of the chance of success (see
-     ``_success_model``).  Failed runs carry no values, so they enter no
-     other model.
+   - when some runs failed or never converged, a model of the chance of
+     success (see ``_success_model``).  Failed runs carry no values, so
+     they enter no other model.
    Features: one column per numeric parameter (its cube coordinate, ints
    and grids at their bin centres) and one 0/1 column per category of each
    categorical parameter (one-hot), so that categories have no false order.
    Feature arrays have shape ``(n_points, n_features)``; cube points have
    shape ``(n_points, n_dims)``, one coordinate per parameter.
 3. Acquisition, in log space so that tiny values still rank: log expected
-   improvement (Jones, Schonlau and Welch 1998) over the best feasible
-   point, plus the log chance that every threshold holds and the run
-   succeeds.  Before anything is feasible, only the chance counts: the
-   search looks for a feasible region first.
+   improvement (Jones, Schonlau and Welch 1998) over the best posterior
+   mean at a feasible point, or with two optimized metrics the log
+   expected hypervolume improvement over the front of those means (exact
+   in two dimensions, see ``log_expected_hypervolume_improvement``); plus
+   the log chance that every threshold holds and the run succeeds.  Before
+   anything is feasible, only the chance counts: the search looks for a
+   feasible region first.
 4. Batches: points pending evaluation (and those already chosen in this
    batch) join the models as if observed at their posterior mean, the
    "kriging believer" of Ginsbourger, Le Riche and Carraro (2010).  The
@@ -37,31 +43,31 @@ One call of ``BayesianOptimizer.suggest`` goes through these steps.
 
 No point identical (by ``Space.key``) to an observed, pending or already
 suggested point is returned while the space has unseen points left.
+
+``posterior_best`` picks the best observations by the same models'
+posterior means, for ``best_assignments`` on noisy metrics.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import solve_triangular
 from scipy.optimize import minimize
-from scipy.special import erfcx, log_ndtr, ndtr
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import ConstantKernel, Kernel, Matern
+from scipy.special import erfcx, log_ndtr, logsumexp, ndtr
 from threadpoolctl import threadpool_limits
 
 from optiloop.experiment import (
     ExperimentSpec,
     MetricSpec,
     Observation,
+    best_observations,
     is_feasible,
 )
+from optiloop.optimizers.gaussian_process import GaussianProcess
 from optiloop.optimizers.sobol import sobol_points
 from optiloop.space import (
     Assignments,
@@ -79,16 +85,11 @@ Key = tuple[Value, ...]
 # kernel matrix stays positive definite when points nearly coincide.
 JITTER = 1e-6
 
-# Bounds of the kernel hyperparameters.  Inputs live in the unit cube and
-# targets are standardized, so both are in units of order one.
-LENGTH_SCALE_BOUNDS = (1e-2, 1e2)
-
 # Random restarts of the kernel fit guard against a poor local optimum of
 # the likelihood while data are few; past this many observations the
 # likelihood is sharp enough that one start suffices, and each restart costs
-# a full fit (most of a suggestion's time at hundreds of observations).
+# a full fit.
 MAX_OBSERVATIONS_FOR_RESTARTS = 64
-AMPLITUDE_BOUNDS = (1e-2, 1e2)
 
 # The success model (see ``_success_model``).  A failing region is a
 # region, not a spike: with shorter length scales the estimate would climb
@@ -115,8 +116,10 @@ N_ANCHORS = 5
 LOCAL_STEPS = (0.01, 0.05, 0.2)
 LOCAL_CANDIDATES = 64
 
-# Augmentation weight of the Chebyshev scalarization (Knowles 2006).
-CHEBYSHEV_AUGMENTATION = 0.05
+# The hypervolume's reference point lies this fraction of each objective's
+# observed range (at least of one standard deviation) past its worst
+# observed value, so that the ends of the front still gain volume.
+REFERENCE_MARGIN = 0.1
 
 
 class BayesianOptimizer:
@@ -191,7 +194,7 @@ class BayesianOptimizer:
         chosen_cube: list[np.ndarray] = []
         for _ in range(count):
             believed = np.vstack([pending_cube, *chosen_cube])
-            acquisition = problem.acquisition(encoder.features(believed), rng)
+            acquisition = problem.acquisition(encoder.features(believed))
             if all_points is not None:
                 candidates = all_points
             else:
@@ -295,108 +298,11 @@ class _Encoder:
 
 
 @dataclass
-class _Gp:
-    """A Gaussian process fitted to standardized targets.
-
-    ``features`` is ``(n_train, n_features)``; ``targets`` and ``noise``
-    (variances in the targets' units) are ``(n_train,)``.
-    """
-
-    regressor: GaussianProcessRegressor
-    features: np.ndarray
-    targets: np.ndarray
-    noise: np.ndarray
-
-    @classmethod
-    def fit(
-        cls,
-        features: np.ndarray,
-        targets: np.ndarray,
-        noise: np.ndarray,
-        n_restarts: int,
-        rng: np.random.Generator,
-        shortest_length_scale: float = LENGTH_SCALE_BOUNDS[0],
-    ) -> _Gp:
-        amplitude = ConstantKernel(1.0, AMPLITUDE_BOUNDS)
-        matern = Matern(
-            length_scale=np.full(features.shape[1], 0.3),
-            length_scale_bounds=(shortest_length_scale, LENGTH_SCALE_BOUNDS[1]),
-            nu=2.5,
-        )
-        kernel = amplitude * matern
-        if len(targets) > MAX_OBSERVATIONS_FOR_RESTARTS:
-            n_restarts = 0
-        regressor = _fitted(
-            kernel, features, targets, noise, n_restarts, int(rng.integers(2**31))
-        )
-        logger.debug("bayesian: fitted kernel %s", regressor.kernel_)
-        return cls(regressor, features, targets, noise)
-
-    def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and standard deviation, each ``(n_points,)``.
-
-        The textbook formulas (Rasmussen and Williams 2006, algorithm 2.1)
-        on the regressor's fitted Cholesky factor, without the input checks
-        of ``GaussianProcessRegressor.predict``, which cost more than the
-        arithmetic for the single points that the polishing step asks for.
-        """
-        regressor = self.regressor
-        cross = regressor.kernel_(features, regressor.X_train_)
-        mean = cross @ regressor.alpha_
-        solved = solve_triangular(regressor.L_, cross.T, lower=True, check_finite=False)
-        variance = regressor.kernel_.diag(features) - np.sum(solved**2, axis=0)
-        # Round-off can make a variance slightly negative; it is floored.
-        return mean, np.sqrt(np.maximum(variance, 1e-18))
-
-    def believing(self, features: np.ndarray) -> _Gp:
-        """This model with points added at their posterior mean (kriging
-        believer), keeping the fitted kernel."""
-        if len(features) == 0:
-            return self
-        mean, _ = self.predict(features)
-        all_features = np.vstack([self.features, features])
-        targets = np.concatenate([self.targets, mean])
-        noise = np.concatenate([self.noise, np.full(len(features), JITTER)])
-        regressor = _fitted(self.regressor.kernel_, all_features, targets, noise)
-        return _Gp(regressor, all_features, targets, noise)
-
-
-def _fitted(
-    kernel: Kernel,
-    features: np.ndarray,
-    targets: np.ndarray,
-    noise: np.ndarray,
-    n_restarts: int | None = None,
-    random_state: int = 0,
-) -> GaussianProcessRegressor:
-    """A regressor fitted with ``noise`` on the diagonal; ``n_restarts=None``
-    keeps the kernel's hyperparameters as they are."""
-    for extra_jitter in (0.0, 1e-4, 1e-2):
-        regressor = GaussianProcessRegressor(
-            kernel=kernel,
-            alpha=noise + extra_jitter,
-            optimizer=None if n_restarts is None else "fmin_l_bfgs_b",
-            n_restarts_optimizer=n_restarts or 0,
-            normalize_y=False,
-            random_state=random_state,
-        )
-        try:
-            with warnings.catch_warnings():
-                # A length scale at its bound is a valid fit: that input
-                # does not matter (upper) or the data are rough (lower).
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                return regressor.fit(features, targets)
-        except np.linalg.LinAlgError:
-            logger.debug("bayesian: kernel matrix singular, adding jitter")
-    raise np.linalg.LinAlgError("kernel matrix is singular even with jitter")
-
-
-@dataclass
 class _Threshold:
     """A model of one thresholded metric and its threshold, both on the
     model's standardized ``to_minimize`` scale."""
 
-    gp: _Gp
+    gp: GaussianProcess
     threshold: float
 
 
@@ -406,16 +312,15 @@ class _Problem:
 
     ``features`` holds every observation, ``(n_observations, n_features)``;
     ``feasible`` marks those that succeeded and meet every threshold.
+    ``objectives`` holds one model per optimized metric, or none when no
+    observation has values yet.
     """
 
-    spec: ExperimentSpec
-    observations: Sequence[Observation]
     features: np.ndarray
     feasible: np.ndarray
     thresholds: list[_Threshold]
-    success: _Gp | None
-    objective: _Gp | None
-    n_restarts: int
+    success: GaussianProcess | None
+    objectives: list[GaussianProcess]
 
     @classmethod
     def build(
@@ -426,6 +331,8 @@ class _Problem:
         n_restarts: int,
         rng: np.random.Generator,
     ) -> _Problem:
+        if len(observations) > MAX_OBSERVATIONS_FOR_RESTARTS:
+            n_restarts = 0
         thresholds = []
         for metric in spec.metrics:
             if metric.threshold is None:
@@ -435,74 +342,60 @@ class _Problem:
                 thresholds.append(model)
         success = _success_model(observations, features, n_restarts, rng)
         feasible = np.array([is_feasible(spec, o) for o in observations])
+        objectives = _objective_models(spec, observations, features, n_restarts, rng)
+        return cls(features, feasible, thresholds, success, objectives)
 
-        # With one optimized metric the objective model serves every slot
-        # of a batch; with two, each slot draws its own scalarization.
-        objective = None
-        if len(spec.optimized_metrics) == 1:
-            objective = _objective_model(
-                spec, observations, features, None, n_restarts, rng
-            )
-        return cls(
-            spec,
-            observations,
-            features,
-            feasible,
-            thresholds,
-            success,
-            objective,
-            n_restarts,
-        )
-
-    def acquisition(
-        self, believed: np.ndarray, rng: np.random.Generator
-    ) -> _Acquisition:
+    def acquisition(self, believed: np.ndarray) -> _Acquisition:
         """The acquisition of one batch slot, with ``believed`` features
         ``(n_believed, n_features)`` added as kriging believers."""
         feasibility = _Feasibility(
             [
-                _Threshold(t.gp.believing(believed), t.threshold)
+                _Threshold(t.gp.believing(believed, JITTER), t.threshold)
                 for t in self.thresholds
             ],
-            None if self.success is None else self.success.believing(believed),
+            None
+            if self.success is None
+            else self.success.believing(believed, SUCCESS_LABEL_NOISE),
         )
         likely_feasible = np.argsort(-feasibility.log_probability(self.features))
         feasible_rows = np.flatnonzero(self.feasible)
         believed_feasible = feasibility.believed_met(believed)
-        if len(feasible_rows) == 0 and not believed_feasible.any():
+        if not self.objectives or (
+            len(feasible_rows) == 0 and not believed_feasible.any()
+        ):
             logger.debug("bayesian: no feasible observation, seeking one")
-            return _Acquisition(
-                feasibility, None, math.inf, likely_feasible[:N_ANCHORS]
-            )
+            return _Acquisition(feasibility, [], likely_feasible[:N_ANCHORS])
 
-        objective = self.objective
-        if objective is None:
-            weights = rng.dirichlet(np.ones(len(self.spec.optimized_metrics)))
-            objective = _objective_model(
-                self.spec,
-                self.observations,
-                self.features,
-                weights,
-                self.n_restarts,
-                rng,
-            )
-        objective = objective.believing(believed)
+        objectives = [gp.believing(believed, JITTER) for gp in self.objectives]
 
-        # The incumbent is the best posterior mean at a feasible point:
-        # with noisy observations, the best single measurement would be
-        # biased low (Picheny et al. 2013, "plug-in" EI).  Believed points
-        # join it, as in Ginsbourger et al.: otherwise a believed point the
+        # The best is judged by posterior means at feasible points: with
+        # noisy observations, the best single measurement would be biased
+        # low (Picheny et al. 2013, "plug-in" EI).  Believed points join
+        # them, as in Ginsbourger et al.: otherwise a believed point the
         # model thinks better than the incumbent keeps its improvement, and
         # the next slot of the batch lands on it again.
-        observed_means, _ = objective.predict(self.features[feasible_rows])
-        believed_means, _ = objective.predict(believed[believed_feasible])
-        incumbent = float(np.min(np.concatenate([observed_means, believed_means])))
+        points = np.vstack([self.features[feasible_rows], believed[believed_feasible]])
+        means = np.column_stack([gp.predict(points)[0] for gp in objectives])
+        n_observed = len(feasible_rows)
 
-        if len(feasible_rows) > 0:
-            anchors = feasible_rows[np.argsort(observed_means)[:N_ANCHORS]]
-        else:
-            anchors = likely_feasible[:N_ANCHORS]
-        return _Acquisition(feasibility, objective, incumbent, anchors)
+        if len(objectives) == 1:
+            incumbent = np.array([float(means[:, 0].min())])
+            order = np.argsort(means[:n_observed, 0])
+            anchors = feasible_rows[order[:N_ANCHORS]]
+            return _Acquisition(feasibility, objectives, anchors, incumbent)
+
+        on_front = _pareto_mask(means)
+        front = means[on_front]
+        # The reference point: past the worst of every observed target.
+        targets = np.column_stack([gp.targets for gp in self.objectives])
+        worst, best = targets.max(axis=0), targets.min(axis=0)
+        reference = worst + REFERENCE_MARGIN * np.maximum(worst - best, 1.0)
+        front_rows = feasible_rows[on_front[:n_observed]]
+        anchors = front_rows[np.argsort(means[:n_observed][on_front[:n_observed], 0])]
+        if len(anchors) > N_ANCHORS:
+            spaced = np.linspace(0, len(anchors) - 1, N_ANCHORS).round().astype(int)
+            anchors = anchors[spaced]
+        return _Acquisition(feasibility, objectives, anchors, front, reference)
 
 
 @dataclass
@@ -510,7 +403,7 @@ class _Feasibility:
     """The threshold and success models of one batch slot."""
 
     thresholds: list[_Threshold]
-    success: _Gp | None
+    success: GaussianProcess | None
 
     def log_probability(self, features: np.ndarray) -> np.ndarray:
         """Log chance that every threshold holds and the run succeeds,
@@ -545,23 +438,35 @@ class _Feasibility:
 class _Acquisition:
     """Log acquisition, ``(n_points, n_features) -> (n_points,)``.
 
-    With an objective model: log EI below ``incumbent`` plus the log chance
-    of feasibility.  Without one (nothing feasible yet): the log chance
-    only.  ``anchor_rows`` are the observations to search around: the best
+    With one objective model: log EI below ``best`` (shape ``(1,)``) plus
+    the log chance of feasibility.  With two: log EHVI over the front
+    ``best`` (``(n_front, 2)``) up to ``reference`` plus that chance.
+    Without any (nothing feasible yet): the log chance only.
+    ``anchor_rows`` are the observations to search around: the best
     feasible ones, or while none is feasible, the likeliest to be.
     """
 
     feasibility: _Feasibility
-    objective: _Gp | None
-    incumbent: float
+    objectives: list[GaussianProcess]
     anchor_rows: np.ndarray
+    best: np.ndarray | None = None
+    reference: np.ndarray | None = None
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
         score = self.feasibility.log_probability(features)
-        if self.objective is not None:
-            mean, std = self.objective.predict(features)
-            score += log_expected_improvement(mean, std, self.incumbent)
-        return score
+        if not self.objectives:
+            return score
+        assert self.best is not None
+        predictions = [gp.predict(features) for gp in self.objectives]
+        if len(predictions) == 1:
+            mean, std = predictions[0]
+            return score + log_expected_improvement(mean, std, float(self.best[0]))
+        assert self.reference is not None
+        means = np.column_stack([mean for mean, _ in predictions])
+        stds = np.column_stack([std for _, std in predictions])
+        return score + log_expected_hypervolume_improvement(
+            means, stds, self.best, self.reference
+        )
 
 
 def log_expected_improvement(
@@ -616,44 +521,149 @@ def _log1mexp(x: np.ndarray) -> np.ndarray:
     )
 
 
-def _objective_model(
+def log_expected_hypervolume_improvement(
+    means: np.ndarray, stds: np.ndarray, front: np.ndarray, reference: np.ndarray
+) -> np.ndarray:
+    """log E[HVI] of two independent Gaussian objectives, both minimized.
+
+    ``means`` and ``stds`` are ``(n_points, 2)``; ``front`` holds the
+    current points ``(n_front, 2)`` (dominated ones are ignored) and
+    ``reference`` ``(2,)`` bounds the hypervolume.
+
+    Sorted by the first objective, the front splits the region it does not
+    dominate into vertical strips: strip i spans ``[a_i, b_i)`` in the
+    first objective and lies below ``u_i`` in the second.  A point y gains
+    ``(b_i - max(a_i, y1))+ (u_i - y2)+`` in strip i.  The two factors are
+    independent, and ``(b - max(a, y))+ = (b - y)+ - (a - y)+`` for a <= b,
+    so each expectation is a difference of expected improvements and the
+    sum is exact (the cell decomposition of Emmerich, Giannakoglou and
+    Naujoks 2006, written per strip).  Everything stays in log space.
+    """
+    inside = np.all(front < reference, axis=1)
+    front = front[inside][_pareto_mask(front[inside])]
+    front = front[np.argsort(front[:, 0])]
+
+    lower = np.concatenate([[-np.inf], front[:, 0]])
+    upper = np.concatenate([front[:, 0], [reference[0]]])
+    height = np.concatenate([[reference[1]], front[:, 1]])
+
+    # (n_points, n_strips) log expectations of each factor.
+    mean1, std1 = means[:, :1], stds[:, :1]
+    mean2, std2 = means[:, 1:], stds[:, 1:]
+    log_upper = np.log(std1) + _log_h((upper - mean1) / std1)
+    log_lower = np.log(std1) + _log_h((lower[1:] - mean1) / std1)
+    width = log_upper.copy()
+    # The first strip is unbounded below: its lower term is 0.
+    width[:, 1:] += _log1mexp(np.minimum(log_lower - log_upper[:, 1:], -1e-300))
+    log_height = np.log(std2) + _log_h((height - mean2) / std2)
+    return np.asarray(logsumexp(width + log_height, axis=1))
+
+
+def _pareto_mask(points: np.ndarray) -> np.ndarray:
+    """Which rows of ``(n_points, n_objectives)`` no other row dominates
+    (minimizing); of equal rows only the first counts."""
+    n = len(points)
+    mask = np.ones(n, dtype=bool)
+    for i in range(n):
+        no_worse = np.all(points <= points[i], axis=1)
+        better = np.any(points < points[i], axis=1)
+        equal_before = np.all(points == points[i], axis=1) & (np.arange(n) < i)
+        if np.any(no_worse & better) or np.any(equal_before):
+            mask[i] = False
+    return mask
+
+
+def posterior_best(
+    spec: ExperimentSpec, observations: Sequence[Observation]
+) -> list[Observation]:
+    """The best feasible observations by the models' posterior means.
+
+    A drop-in for ``experiment.best_observations`` (the same order and
+    ties): one observation, or the Pareto front for two optimized metrics.
+    A feasible observation is one whose measurements meet every threshold,
+    so a point that violated one is never reported.  The objective models
+    of ``suggest`` smooth each measured mean with its neighbours, weighing
+    the reported noise, so one lucky mean among noisy seeds does not win.
+    Without any reported noise the measurements are exact, and this is
+    ``best_observations``.
+    """
+    feasible_rows = [i for i, o in enumerate(observations) if is_feasible(spec, o)]
+    noisy = any(
+        _stddev(o, m) > 0
+        for o in observations
+        if _has_values(spec, o)
+        for m in spec.optimized_metrics
+    )
+    if len(feasible_rows) < 2 or not noisy:
+        return best_observations(spec, observations)
+
+    with threadpool_limits(limits=1):
+        space = spec.space()
+        features = _Encoder(space).features(
+            _to_cube(space, [o.assignments for o in observations])
+        )
+        rng = np.random.default_rng(0)
+        models = _objective_models(spec, observations, features, 0, rng)
+        points = features[feasible_rows]
+        means = np.column_stack([gp.predict(points)[0] for gp in models])
+
+    if means.shape[1] == 1:
+        return [observations[feasible_rows[int(np.argmin(means[:, 0]))]]]
+    return [observations[feasible_rows[i]] for i in np.flatnonzero(_pareto_mask(means))]
+
+
+def _objective_models(
     spec: ExperimentSpec,
     observations: Sequence[Observation],
     features: np.ndarray,
-    weights: np.ndarray | None,
     n_restarts: int,
     rng: np.random.Generator,
-) -> _Gp:
-    """The model of the (scalarized) objective on the observations with values.
-
-    With two optimized metrics, ``weights`` picks one augmented Chebyshev
-    scalarization of the two, each scaled to [0, 1] over the observations
-    (ParEGO, Knowles 2006).  A new draw per suggestion spreads suggestions
-    along the Pareto front; this is simpler and weaker than a proper
-    multi-objective acquisition such as expected hypervolume improvement.
-    """
-    metrics = spec.optimized_metrics
+) -> list[GaussianProcess]:
+    """One model per optimized metric on the observations with values, or
+    none when no observation has values."""
     rows = [i for i, o in enumerate(observations) if _has_values(spec, o)]
-    # (n_rows, n_metrics) values on the to_minimize scale and their stddevs.
+    if not rows:
+        return []
+    models = []
+    for metric in spec.optimized_metrics:
+        values, stddevs = _objective_targets(spec, metric, observations, rows)
+        targets, noise, _ = _standardize(values, stddevs)
+        models.append(
+            GaussianProcess.fit(features[rows], targets, noise, n_restarts, rng)
+        )
+    return models
+
+
+def _objective_targets(
+    spec: ExperimentSpec,
+    metric: MetricSpec,
+    observations: Sequence[Observation],
+    rows: Sequence[int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Values of one optimized metric on its ``to_minimize`` scale and
+    their noise, ``(n_rows,)`` each.
+
+    At a point where some seed never converged (``converged`` false in the
+    metadata), the converge metric is censored: the missed seed counts at
+    the evaluation after its last, so the mean is a lower bound that makes
+    a schedule too short to converge look fast.  Such a value enters as at
+    least the worst uncensored value, so that the model learns the region
+    is bad; the success model says why.  The converge metric is the job's
+    ``converge.as`` metric, or without a job spec every optimized metric.
+    """
+    converge = spec.job.converge if spec.job is not None else None
+    is_censorable = converge is None or converge.as_ == metric.name
     values = np.array(
-        [[m.to_minimize(_value(observations[i], m)) for m in metrics] for i in rows]
+        [metric.to_minimize(_value(observations[i], metric)) for i in rows]
     )
-    stddevs = np.array([[_stddev(observations[i], m) for m in metrics] for i in rows])
-
-    if weights is None:
-        scalar, scalar_std = values[:, 0], stddevs[:, 0]
-    else:
-        low, high = values.min(axis=0), values.max(axis=0)
-        span = np.where(high > low, high - low, 1.0)
-        weighted = weights * (values - low) / span
-        scalar = weighted.max(axis=1) + CHEBYSHEV_AUGMENTATION * weighted.sum(axis=1)
-        # Noise through the scalarization, to first order: the slope of
-        # each metric is at most (1 + augmentation) * weight / span.
-        slopes = (1.0 + CHEBYSHEV_AUGMENTATION) * weights / span
-        scalar_std = np.sqrt(np.sum((slopes * stddevs) ** 2, axis=1))
-
-    targets, noise, _ = _standardize(scalar, scalar_std)
-    return _Gp.fit(features[rows], targets, noise, n_restarts, rng)
+    stddevs = np.array([_stddev(observations[i], metric) for i in rows])
+    censored = np.array(
+        [observations[i].metadata.get("converged") is False for i in rows]
+    )
+    if is_censorable and censored.any() and not censored.all():
+        worst = float(values[~censored].max())
+        values = np.where(censored, np.maximum(values, worst), values)
+    return values, stddevs
 
 
 def _threshold_model(
@@ -682,7 +692,7 @@ def _threshold_model(
     stddevs = np.array([_stddev(observations[i], metric) for i in rows])
 
     targets, noise, to_standard = _standardize(values, stddevs)
-    gp = _Gp.fit(features[rows], targets, noise, n_restarts, rng)
+    gp = GaussianProcess.fit(features[rows], targets, noise, n_restarts, rng)
     return _Threshold(gp, to_standard(metric.to_minimize(metric.threshold)))
 
 
@@ -691,7 +701,7 @@ def _success_model(
     features: np.ndarray,
     n_restarts: int,
     rng: np.random.Generator,
-) -> _Gp | None:
+) -> GaussianProcess | None:
     """A model of where runs succeed, or None when none failed.
 
     A regression on labels +1/2 (succeeded) and -1/2 (failed, or marked by
@@ -713,8 +723,17 @@ def _success_model(
         return None
     labels = np.where(succeeded, 0.5, -0.5)
     noise = np.full(len(labels), SUCCESS_LABEL_NOISE)
-    return _Gp.fit(
-        features, labels, noise, n_restarts, rng, SUCCESS_SHORTEST_LENGTH_SCALE
+    # No length-scale prior: an input along which success does not change
+    # should get a long length scale, so that a failing region is a
+    # half-space and not a row of separate spots.
+    return GaussianProcess.fit(
+        features,
+        labels,
+        noise,
+        n_restarts,
+        rng,
+        SUCCESS_SHORTEST_LENGTH_SCALE,
+        length_scale_prior=None,
     )
 
 

@@ -1,6 +1,6 @@
 """The loops that train suggested points: executors, job output, the inner loop."""
 
-from optiloop.runner.executor import Executor, LocalExecutor
+from optiloop.runner.executor import Executor, LocalExecutor, make_executor
 from optiloop.runner.inner import (
     LoopEvent,
     LoopSummary,
@@ -30,6 +30,7 @@ __all__ = [
     "RunTask",
     "check_runnable",
     "converge_epoch",
+    "make_executor",
     "parse_metric_lines",
     "render_command",
     "render_path",

@@ -20,13 +20,19 @@ queued; seeds of points still running then are not references yet.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from optiloop.errors import BudgetSpentError, ExhaustedError, SpecError
+from optiloop.errors import (
+    BandwidthError,
+    BudgetSpentError,
+    ExhaustedError,
+    SpecError,
+)
 from optiloop.experiment import ExperimentSpec, JobSpec
 from optiloop.runner.executor import Executor
 from optiloop.runner.jobs import (
@@ -43,6 +49,10 @@ from optiloop.runner.readers import reader_factory
 from optiloop.space import Assignments
 
 logger = logging.getLogger(__name__)
+
+# How long to wait before asking again when other workers hold every open
+# suggestion the experiment's parallel_bandwidth allows.
+BANDWIDTH_RETRY_SECONDS = 5.0
 
 
 @dataclass
@@ -102,11 +112,15 @@ def run_experiment(
     executor: Executor,
     max_observations: int | None = None,
     on_event: Callable[[LoopEvent], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> LoopSummary:
     """Train suggested points until ``max_observations`` observations exist.
 
     ``max_observations`` counts every observation of the experiment, earlier
-    ones included; it defaults to the spec's ``observation_budget``.
+    ones included; it defaults to the spec's ``observation_budget``.  Once
+    ``should_stop()`` answers True the loop starts no new point: the points
+    with a seed started finish and are stored, the others stay open
+    suggestions for the next run.
     """
     job, target = check_runnable(spec, max_observations)
 
@@ -115,6 +129,8 @@ def run_experiment(
     points: dict[int, _Point] = {}
     queue: deque[RunTask] = deque()
     running: dict[Future[RunResult], RunTask] = {}
+    started: set[int] = set()
+    stopping = False
     stopped_because = "observation target reached"
 
     def enqueue(suggestion_id: int, assignments: Assignments) -> None:
@@ -131,12 +147,24 @@ def run_experiment(
 
     suggestions_left = True
     while True:
+        if not stopping and should_stop is not None and should_stop():
+            stopping, suggestions_left = True, False
+            stopped_because = "stopped on request"
+            left_open = {task.suggestion_id for task in queue} - started
+            queue = deque(task for task in queue if task.suggestion_id in started)
+            logger.info("stopping on request: %d points left open", len(left_open))
+
         while len(running) < executor.slots:
             if queue:
                 task = queue.popleft()
                 running[executor.submit(task)] = task
+                started.add(task.suggestion_id)
                 continue
             if not suggestions_left or observed + len(points) >= target:
+                break
+            if len(points) >= spec.parallel_bandwidth:
+                # Free slots wait for a point to finish: more open points
+                # than the bandwidth would be refused anyway.
                 break
             try:
                 suggestion = experiment.suggestions().create()
@@ -145,6 +173,13 @@ def run_experiment(
                 stopped_because = str(error)
                 suggestions_left = False
                 break
+            except BandwidthError as error:
+                # Other workers hold the open suggestions; ask again later.
+                if running:
+                    break
+                logger.info("waiting %.0f s: %s", BANDWIDTH_RETRY_SECONDS, error)
+                time.sleep(BANDWIDTH_RETRY_SECONDS)
+                continue
             logger.info(
                 "suggestion %s created: %s", suggestion.id, dict(suggestion.assignments)
             )

@@ -42,6 +42,15 @@ finished run.
 Each observation keeps, per seed, the converge metric's curve (``curves``:
 ``[[epoch, value], ...]``) and converge epoch, so that pruning is a function
 of stored observations only.
+
+Each observation also keeps what its runs cost and how they ended:
+``cluster``, ``nodes`` and ``devices`` from ``job.executor``,
+``device_seconds`` (wall seconds x devices, summed over every attempt of
+every seed, lost attempts included) and ``runs``, one record per seed with
+its status (``ok``, ``failed``, ``timeout``, ``lost``, ``oom``,
+``pruned``), the reason, its attempts and the tails of its stdout and
+stderr.  ``compute_seconds`` stays the wall time of each seed's final
+attempt, as before.
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ from __future__ import annotations
 import logging
 import math
 import shlex
+import signal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -56,6 +66,7 @@ from typing import Any, Literal
 from optiloop.experiment import (
     ConvergeSpec,
     EvaluationSpec,
+    ExecutorSpec,
     ExperimentSpec,
     fill_template,
 )
@@ -64,13 +75,37 @@ from optiloop.space import Assignments
 
 logger = logging.getLogger(__name__)
 
-# Keep this much of a failed job's stderr: enough for a traceback's end.
+# Keep this much of a job's stdout and stderr: enough for a traceback's end.
 STDERR_TAIL_CHARS = 2000
+TAIL_CHARS = STDERR_TAIL_CHARS
 
 # One seed's curve of the converge metric: (epoch, value) per evaluation.
 Curve = tuple[tuple[float, float], ...]
 
 StopKind = Literal["target", "pruned"]
+
+# How a run ended without the job's own say: the executor lost it (a worker
+# or node died), the cluster killed it for memory, it outlived its timeout
+# with no word from its worker, or the runner's own code failed beside it.
+LossKind = Literal["lost", "oom", "timeout", "failed"]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try at a run: how it ended, how long it held its slot, and where."""
+
+    status: str
+    reason: str | None
+    wall_seconds: float
+    node: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "node": self.node,
+        }
 
 
 @dataclass(frozen=True)
@@ -116,7 +151,10 @@ class RunResult:
 
     ``records`` and ``status`` are what the job reported (read from
     ``stdout`` in the task's format when not given); ``stopped`` says that
-    the runner ended the run early, and why.
+    the runner ended the run early, and why.  ``loss`` and ``loss_reason``
+    say that the executor lost the run before the job could end it (then
+    the exit code is None); ``node`` is where it ran, and
+    ``earlier_attempts`` the tries that were lost before this one.
     """
 
     task: RunTask
@@ -129,6 +167,10 @@ class RunResult:
     status: str | None = None
     stopped: StopKind | None = None
     stop_reason: str | None = None
+    node: str | None = None
+    loss: LossKind | None = None
+    loss_reason: str | None = None
+    earlier_attempts: tuple[Attempt, ...] = ()
 
     def __post_init__(self) -> None:
         if self.records is None:
@@ -139,6 +181,38 @@ class RunResult:
     @property
     def epochs(self) -> list[dict[str, Any]]:
         return self.records or []
+
+    def verdict(self) -> tuple[str, str | None]:
+        """This attempt's status (``ok``, ``failed``, ...) and its reason."""
+        reason = _failure_reason(self)
+        if reason is not None:
+            if self.loss is not None:
+                return self.loss, reason
+            return ("timeout" if self.timed_out else "failed"), reason
+        if self.stopped == "pruned":
+            return "pruned", self.stop_reason
+        return "ok", self.stop_reason
+
+    def attempt(self) -> Attempt:
+        status, reason = self.verdict()
+        return Attempt(status, reason, self.seconds, self.node)
+
+    @property
+    def attempts(self) -> tuple[Attempt, ...]:
+        return (*self.earlier_attempts, self.attempt())
+
+    def record(self) -> dict[str, Any]:
+        """The run record kept in the observation's metadata ``runs``."""
+        status, reason = self.verdict()
+        return {
+            "seed": self.task.seed,
+            "status": status,
+            "reason": reason,
+            "wall_seconds": round(self.seconds, 3),
+            "attempts": [a.to_json() for a in self.attempts],
+            "stdout_tail": self.stdout[-TAIL_CHARS:],
+            "stderr_tail": self.stderr[-TAIL_CHARS:],
+        }
 
 
 @dataclass
@@ -262,9 +336,17 @@ def summarize_point(spec: ExperimentSpec, results: Sequence[RunResult]) -> Point
     results = sorted(results, key=lambda r: r.task.seed)
     seeds = [r.task.seed for r in results]
     compute_seconds = sum(r.seconds for r in results)
+    executor = spec.job.executor if spec.job is not None else None
+    executor = executor or ExecutorSpec()
+    held_seconds = sum(a.wall_seconds for r in results for a in r.attempts)
     base: dict[str, Any] = {
         "seeds": seeds,
         "compute_seconds": round(compute_seconds, 3),
+        "cluster": executor.cluster,
+        "nodes": executor.nodes,
+        "devices": executor.devices,
+        "device_seconds": round(held_seconds * executor.devices, 3),
+        "runs": [r.record() for r in results],
     }
     stopped = [r.task.seed for r in results if r.stopped == "target"]
     if stopped:
@@ -354,11 +436,13 @@ def _seed_metrics(
 
 
 def _failure_reason(result: RunResult) -> str | None:
+    if result.loss is not None:
+        return result.loss_reason or result.loss
     if not result.epochs:
         if result.timed_out:
             return "timed out"
         if result.exit_code != 0:
-            return f"exited with status {result.exit_code}"
+            return _exit_text(result.exit_code)
         return "reported no metrics"
     if result.stopped is not None:
         return None
@@ -367,8 +451,26 @@ def _failure_reason(result: RunResult) -> str | None:
     if result.status == "aborted":
         return "its log reports run_stop with status aborted"
     if result.status is None and result.exit_code != 0:
-        return f"exited with status {result.exit_code}"
+        return _exit_text(result.exit_code)
     return None
+
+
+def _exit_text(exit_code: int | None) -> str:
+    if exit_code is not None and exit_code < 0:
+        name = _signal_name(-exit_code)
+        # The kernel's out-of-memory killer ends a process with SIGKILL.
+        hint = (
+            " (the kernel's out-of-memory killer sends it)" if name == "SIGKILL" else ""
+        )
+        return f"killed by {name}{hint}"
+    return f"exited with status {exit_code}"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _warn_off_grid(result: RunResult, evaluation: EvaluationSpec) -> None:

@@ -1,4 +1,5 @@
-"""The FastAPI application: SigOpt's v1 routes over ``LocalDriver``.
+"""The FastAPI application: SigOpt's v1 routes over ``LocalDriver``, and
+optiloop's own ``/v1/campaigns`` routes beside them.
 
 The rules of an experiment (validation, budget, optimizer) live in
 ``optiloop.client.local``; this module only speaks HTTP: it reads the
@@ -23,6 +24,7 @@ from optiloop.client.local import LocalDriver, parse_id
 from optiloop.client.shapes import Json
 from optiloop.errors import NotFoundError
 from optiloop.service.auth import authenticate
+from optiloop.service.dashboard import install_dashboard
 from optiloop.service.errors import ApiError, install_error_handlers, parse_json_object
 from optiloop.service.paging import DEFAULT_LIMIT, MAX_LIMIT, page
 from optiloop.store import IdempotentAnswer, Store, TokenRecord
@@ -79,6 +81,7 @@ def create_app(db_url: str, *, driver: LocalDriver | None = None) -> FastAPI:
     app.state.driver = opened
     install_error_handlers(app)
     app.include_router(router, prefix="/v1")
+    install_dashboard(app)
     app.openapi = lambda: _openapi_document(app)  # type: ignore[method-assign]
     return app
 
@@ -450,3 +453,78 @@ def best_assignments(
     """The best feasible point, or the Pareto front of two optimized metrics."""
     owned = owned_experiment(driver, caller, experiment_id)
     return page(driver.best_assignments(owned), limit, before, after)
+
+
+# Campaigns: optiloop's own routes, beside SigOpt's.  A campaign is the
+# caller's alone, as an experiment is: another token's answers 404.
+
+
+@router.post("/campaigns", openapi_extra=JSON_OBJECT_BODY)
+def create_campaign(
+    request: Request, driver: DriverDep, caller: CallerDep, body: BodyDep
+) -> JSONResponse:
+    """Store a campaign from its file (the spec plus rounds, evaluator, stop
+    and validation); the runner that created it runs it."""
+    return idempotent(
+        request, driver, caller, lambda: driver.create_campaign(body, caller.id)
+    )
+
+
+@router.get("/campaigns")
+def list_campaigns(
+    driver: DriverDep,
+    caller: CallerDep,
+    limit: LimitQuery = DEFAULT_LIMIT,
+    before: MarkerQuery = None,
+    after: MarkerQuery = None,
+) -> Json:
+    """The caller's campaigns, newest first."""
+    return page(driver.list_campaigns(caller.id), limit, before, after)
+
+
+@router.get("/campaigns/{campaign_id}")
+def get_campaign(driver: DriverDep, caller: CallerDep, campaign_id: str) -> Json:
+    return driver.get_campaign(parse_id("campaign", campaign_id), caller.id)
+
+
+@router.put("/campaigns/{campaign_id}", openapi_extra=JSON_OBJECT_BODY)
+def update_campaign(
+    driver: DriverDep, caller: CallerDep, campaign_id: str, body: BodyDep
+) -> Json:
+    """Change the campaign's state (running, stopped, done) or result."""
+    return driver.update_campaign(parse_id("campaign", campaign_id), body, caller.id)
+
+
+@router.get("/campaigns/{campaign_id}/experiments")
+def list_campaign_experiments(
+    driver: DriverDep,
+    caller: CallerDep,
+    campaign_id: str,
+    limit: LimitQuery = DEFAULT_LIMIT,
+    before: MarkerQuery = None,
+    after: MarkerQuery = None,
+) -> Json:
+    """The campaign's experiments, each with its round, role and refinement."""
+    owned = parse_id("campaign", campaign_id)
+    answer = driver.list_campaign_experiments(owned, caller.id)
+    return page(answer, limit, before, after)
+
+
+@router.post("/campaigns/{campaign_id}/experiments", openapi_extra=JSON_OBJECT_BODY)
+def create_campaign_experiment(
+    request: Request,
+    driver: DriverDep,
+    caller: CallerDep,
+    campaign_id: str,
+    body: BodyDep,
+) -> JSONResponse:
+    """Create an experiment of the campaign with its warm-start observations
+    and chosen points, all at once."""
+    owned = parse_id("campaign", campaign_id)
+    driver.get_campaign(owned, caller.id)
+    return idempotent(
+        request,
+        driver,
+        caller,
+        lambda: driver.create_campaign_experiment(owned, body, caller.id),
+    )

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from optiloop.errors import (
+    BandwidthError,
     BudgetSpentError,
     ExhaustedError,
     NotFoundError,
@@ -34,6 +35,7 @@ STATUS_OF_ERROR: tuple[tuple[type[OptiloopError], int], ...] = (
     (SpecError, 400),
     (NotFoundError, 404),
     # The request was fine; the experiment's state refuses it.
+    (BandwidthError, 409),
     (BudgetSpentError, 409),
     (ExhaustedError, 409),
     (StoreError, 503),

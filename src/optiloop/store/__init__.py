@@ -7,6 +7,9 @@ any SQLAlchemy URL works, PostgreSQL included.
 
 from optiloop.store.store import (
     DEFAULT_DB_URL,
+    CampaignRecord,
+    CampaignRole,
+    CampaignState,
     ExperimentCounts,
     ExperimentRecord,
     ExperimentState,
@@ -19,6 +22,9 @@ from optiloop.store.store import (
 
 __all__ = [
     "DEFAULT_DB_URL",
+    "CampaignRecord",
+    "CampaignRole",
+    "CampaignState",
     "ExperimentCounts",
     "ExperimentRecord",
     "ExperimentState",

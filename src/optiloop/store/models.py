@@ -1,7 +1,7 @@
 """The database tables of the store, as SQLAlchemy 2 typed ORM classes.
 
-Three tables hold an experiment's whole history, and a fourth the API tokens
-of a shared server:
+Three tables hold an experiment's whole history, a fourth the campaigns
+that chain experiments, and a fifth the API tokens of a shared server:
 
 - ``experiments``: the validated spec as JSON, whether it is deleted, and
   the token that owns it (none for experiments made in-process);
@@ -10,6 +10,9 @@ of a shared server:
 - ``observations``: what was measured at a point, with or without a
   suggestion behind it;
 - ``tokens``: the SHA-256 digest of each API token, never the token itself;
+- ``campaigns``: an outer loop of experiments (its file as JSON, its state
+  and its final result); each experiment of a campaign names it, with its
+  round, its role and the refinement of the bounds that made it;
 - ``idempotent_requests``: the answer given to a POST sent with an
   ``Idempotency-Key``, so that a retried request creates nothing new.
 
@@ -51,6 +54,8 @@ REQUEST_LENGTH = 300
 
 EXPERIMENT_STATES = ("active", "deleted")
 SUGGESTION_STATES = ("open", "closed")
+CAMPAIGN_STATES = ("running", "stopped", "done")
+CAMPAIGN_ROLES = ("round", "validation", "grid")
 
 # Named constraints let later migrations alter them on every backend.
 NAMING_CONVENTION = {
@@ -124,11 +129,36 @@ class TokenRow(Base):
     created: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class CampaignRow(Base):
+    """A campaign: its file, where it stands, and its answer once known."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (CheckConstraint(_one_of("state", CAMPAIGN_STATES), "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    file: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(STATE_LENGTH))
+    created: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated: Mapped[datetime] = mapped_column(UtcDateTime)
+    owner_token_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tokens.id"), index=True
+    )
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
 class ExperimentRow(Base):
-    """One experiment: its spec, whether it is still active, and its owner."""
+    """One experiment: its spec, whether it is still active, and its owner.
+
+    An experiment made by a campaign names it, with its round (1, 2, ...;
+    none for validation), its role and the refinement that set its bounds.
+    """
 
     __tablename__ = "experiments"
-    __table_args__ = (CheckConstraint(_one_of("state", EXPERIMENT_STATES), "state"),)
+    __table_args__ = (
+        CheckConstraint(_one_of("state", EXPERIMENT_STATES), "state"),
+        CheckConstraint(_one_of("campaign_role", CAMPAIGN_ROLES), "campaign_role"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_LENGTH))
@@ -139,6 +169,12 @@ class ExperimentRow(Base):
     owner_token_id: Mapped[int | None] = mapped_column(
         ForeignKey("tokens.id"), index=True
     )
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaigns.id"), index=True
+    )
+    campaign_round: Mapped[int | None] = mapped_column(Integer)
+    campaign_role: Mapped[str | None] = mapped_column(String(STATE_LENGTH))
+    refinement: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class SuggestionRow(Base):

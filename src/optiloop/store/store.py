@@ -1,4 +1,4 @@
-"""Durable state: experiments, their suggestions and their observations.
+"""Durable state: experiments, their suggestions and observations, campaigns.
 
 ``Store`` is the only door to the database.  It takes and returns the plain
 records of ``optiloop.experiment`` (never ORM objects), and every method is
@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +46,7 @@ from optiloop.experiment import (
 from optiloop.space import Assignments, Value
 from optiloop.store.engine import WRITE, create_store_engine
 from optiloop.store.models import (
+    CampaignRow,
     ExperimentRow,
     IdempotentRequestRow,
     ObservationRow,
@@ -62,6 +64,8 @@ VERSION_TABLE = "alembic_version"
 
 ExperimentState = Literal["active", "deleted"]
 SuggestionState = Literal["open", "closed"]
+CampaignState = Literal["running", "stopped", "done"]
+CampaignRole = Literal["round", "validation", "grid"]
 
 # A token is this prefix and 32 random bytes, URL-safe: 256 bits that no one
 # guesses, and a prefix that secret scanners and people recognise.
@@ -80,7 +84,11 @@ PointChooser = Callable[
 
 @dataclass(frozen=True)
 class ExperimentRecord:
-    """A stored experiment: its validated spec and its life cycle."""
+    """A stored experiment: its validated spec and its life cycle.
+
+    An experiment that a campaign made names the campaign, its round (none
+    for a validation), its role and the refinement that set its bounds.
+    """
 
     id: int
     spec: ExperimentSpec
@@ -88,6 +96,27 @@ class ExperimentRecord:
     created: datetime
     updated: datetime
     owner_token_id: int | None = None
+    campaign_id: int | None = None
+    campaign_round: int | None = None
+    campaign_role: CampaignRole | None = None
+    refinement: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class CampaignRecord:
+    """A stored campaign: its file as JSON, its state and its answer.
+
+    ``result`` is what the campaign wrote when it stopped or finished.
+    """
+
+    id: int
+    name: str
+    file: dict[str, Any]
+    state: CampaignState
+    created: datetime
+    updated: datetime
+    owner_token_id: int | None = None
+    result: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +180,13 @@ class Store:
         self._reads = sessionmaker(self._engine, expire_on_commit=False)
         self._writes = sessionmaker(
             self._engine.execution_options(**WRITE), expire_on_commit=False
+        )
+        # SQLite lets one writer in at a time and makes the others poll with
+        # growing sleeps, so under many threads (a busy server) some wait
+        # seconds behind luckier ones.  Queuing this process's writers on a
+        # lock first leaves SQLite's polling to writers of other processes.
+        self._sqlite_writer = (
+            threading.Lock() if self._engine.dialect.name == "sqlite" else None
         )
         self._migrate()
 
@@ -502,6 +538,153 @@ class Store:
             rows = session.scalars(query).all()
             return [_observation_record(row) for row in rows]
 
+    # Campaigns
+
+    def create_campaign(
+        self,
+        name: str,
+        file: Mapping[str, Any],
+        owner_token_id: int | None = None,
+    ) -> int:
+        """Store a campaign, running, with its file as given; return its id.
+
+        The file is checked by the layer above; here it is plain JSON.
+        """
+        now = utc_now()
+        row = CampaignRow(
+            name=name,
+            file=dict(file),
+            state="running",
+            created=now,
+            updated=now,
+            owner_token_id=owner_token_id,
+            result=None,
+        )
+        with self._writing() as session:
+            session.add(row)
+            session.flush()
+
+        logger.info("campaign %d created (%s)", row.id, name)
+        return row.id
+
+    def get_campaign(
+        self, campaign_id: int, owner_token_id: int | None = None
+    ) -> CampaignRecord:
+        """The campaign with this id; with ``owner_token_id``, only if that
+        token owns it (another token's campaign is not found)."""
+        with self._reading() as session:
+            row = _campaign_row(session, campaign_id, owner_token_id)
+            return _campaign_record(row)
+
+    def list_campaigns(self, owner_token_id: int | None = None) -> list[CampaignRecord]:
+        """Campaigns, oldest first; with ``owner_token_id``, only that token's."""
+        query = select(CampaignRow).order_by(CampaignRow.id)
+        if owner_token_id is not None:
+            query = query.where(CampaignRow.owner_token_id == owner_token_id)
+        with self._reading() as session:
+            return [_campaign_record(row) for row in session.scalars(query)]
+
+    def update_campaign(
+        self,
+        campaign_id: int,
+        *,
+        state: CampaignState | None = None,
+        result: Mapping[str, Any] | None = None,
+    ) -> CampaignRecord:
+        """Change a campaign's state or result; what is not given stays."""
+        with self._writing() as session:
+            row = _campaign_row(session, campaign_id)
+            if state is not None:
+                row.state = state
+            if result is not None:
+                row.result = dict(result)
+            row.updated = utc_now()
+
+        logger.info("campaign %d updated (%s)", campaign_id, row.state)
+        return _campaign_record(row)
+
+    def campaign_experiments(self, campaign_id: int) -> list[ExperimentRecord]:
+        """The experiments of a campaign, in the order they were made."""
+        query = (
+            select(ExperimentRow)
+            .where(ExperimentRow.campaign_id == campaign_id)
+            .order_by(ExperimentRow.id)
+        )
+        with self._reading() as session:
+            _campaign_row(session, campaign_id)
+            return [_experiment_record(row) for row in session.scalars(query)]
+
+    def create_campaign_experiment(
+        self,
+        campaign_id: int,
+        spec: ExperimentSpec,
+        *,
+        role: CampaignRole,
+        round: int | None = None,
+        refinement: Mapping[str, Any] | None = None,
+        owner_token_id: int | None = None,
+        observations: Sequence[Observation] = (),
+        suggestions: Sequence[Mapping[str, Value]] = (),
+    ) -> int:
+        """Store an experiment of a campaign with its first rows; return its id.
+
+        ``observations`` (a warm start: points measured before) and open
+        ``suggestions`` (points chosen ahead, as a validation's) are stored
+        with the experiment in one transaction, so a crash leaves either
+        all of them or nothing.  The layer above checks them against the
+        spec first.
+        """
+        now = utc_now()
+        row = ExperimentRow(
+            name=spec.name,
+            spec=spec.to_dict(),
+            state="active",
+            created=now,
+            updated=now,
+            owner_token_id=owner_token_id,
+            campaign_id=campaign_id,
+            campaign_round=round,
+            campaign_role=role,
+            refinement=None if refinement is None else dict(refinement),
+        )
+        with self._writing() as session:
+            _campaign_row(session, campaign_id)
+            session.add(row)
+            session.flush()
+            for observation in observations:
+                session.add(
+                    ObservationRow(
+                        experiment_id=row.id,
+                        suggestion_id=None,
+                        assignments=dict(observation.assignments),
+                        values=[_value_json(value) for value in observation.values],
+                        failed=observation.failed,
+                        metadata_=dict(observation.metadata),
+                        created=now,
+                    )
+                )
+            for assignments in suggestions:
+                session.add(
+                    SuggestionRow(
+                        experiment_id=row.id,
+                        assignments=dict(assignments),
+                        state="open",
+                        created=now,
+                    )
+                )
+
+        logger.info(
+            "experiment %d created for campaign %d (%s%s), with %d observations "
+            "and %d open suggestions",
+            row.id,
+            campaign_id,
+            role,
+            "" if round is None else f" {round}",
+            len(observations),
+            len(suggestions),
+        )
+        return row.id
+
     # Tokens
 
     def create_token(self, name: str) -> tuple[TokenRecord, str]:
@@ -598,7 +781,11 @@ class Store:
     @contextmanager
     def _writing(self) -> Iterator[Session]:
         """A session whose transaction holds the write lock and commits on exit."""
-        with self._database_errors(), self._writes.begin() as session:
+        with (
+            self._sqlite_writer or nullcontext(),
+            self._database_errors(),
+            self._writes.begin() as session,
+        ):
             yield session
 
     @contextmanager
@@ -645,6 +832,18 @@ def _applied_revisions(connection: Connection) -> set[str]:
         return set()
     rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))
     return {str(revision) for revision in rows.scalars()}
+
+
+def _campaign_row(
+    session: Session, campaign_id: int, owner_token_id: int | None = None
+) -> CampaignRow:
+    row = session.get(CampaignRow, campaign_id)
+    # Another token's campaign is answered as a missing one.
+    if row is None or (
+        owner_token_id is not None and row.owner_token_id != owner_token_id
+    ):
+        raise NotFoundError(f"campaign {campaign_id} not found")
+    return row
 
 
 def _experiment_row(session: Session, experiment_id: int) -> ExperimentRow:
@@ -714,6 +913,23 @@ def _experiment_record(row: ExperimentRow) -> ExperimentRecord:
         created=row.created,
         updated=row.updated,
         owner_token_id=row.owner_token_id,
+        campaign_id=row.campaign_id,
+        campaign_round=row.campaign_round,
+        campaign_role=cast(CampaignRole | None, row.campaign_role),
+        refinement=None if row.refinement is None else dict(row.refinement),
+    )
+
+
+def _campaign_record(row: CampaignRow) -> CampaignRecord:
+    return CampaignRecord(
+        id=row.id,
+        name=row.name,
+        file=dict(row.file),
+        state=cast(CampaignState, row.state),
+        created=row.created,
+        updated=row.updated,
+        owner_token_id=row.owner_token_id,
+        result=None if row.result is None else dict(row.result),
     )
 
 
