@@ -43,6 +43,8 @@ Usage::
 
     python benchmarks/campaign.py              # ~15 min on 2 busy cores
     python benchmarks/campaign.py --repeats 3 --evaluations mlperf
+    python benchmarks/campaign.py --evaluations mlperf --skip-grid \\
+        --min-cluster-size 6        # clusters of 6, as the example campaign
 
 Known shortcomings:
 
@@ -132,6 +134,7 @@ def campaign_file(
     seed_base: int,
     cluster: str,
     evaluation: Evaluation,
+    min_cluster_size: int = 10,
 ) -> dict[str, Any]:
     """The campaign file of one arm: the reference space, one optimizer."""
     return {
@@ -181,7 +184,10 @@ def campaign_file(
         # The surrogate takes no negative warmup; widening must stop at 0.
         "evaluator": {
             "name": "kmeans",
-            "settings": {"hard_bounds": {"warmup_epochs": {"min": 0}}},
+            "settings": {
+                "min_cluster_size": min_cluster_size,
+                "hard_bounds": {"warmup_epochs": {"min": 0}},
+            },
         },
         "validation": {"top": 3, "seeds": 10},
     }
@@ -353,7 +359,7 @@ def refinement_table(args: argparse.Namespace, db: str, grid_name: str) -> None:
         f"\n## Refinement: {args.rounds} rounds x {args.budget} points "
         f"against 1 round x {total} points, {args.repeats} repetitions, "
         f"evaluations {grid_name} (offset {evaluation.offset}, period "
-        f"{evaluation.period})\n"
+        f"{evaluation.period}), min_cluster_size {args.min_cluster_size}\n"
     )
     print(
         "| rep | answer refined / flat | best of top 3 refined / flat "
@@ -366,7 +372,13 @@ def refinement_table(args: argparse.Namespace, db: str, grid_name: str) -> None:
         seed_base = 1000 * (rep + 1)
         name = f"{grid_name}-{rep}"
         refined_file = campaign_file(
-            f"refined-{name}", args.rounds, args.budget, seed_base, "k8s", evaluation
+            f"refined-{name}",
+            args.rounds,
+            args.budget,
+            seed_base,
+            "k8s",
+            evaluation,
+            args.min_cluster_size,
         )
         flat_file = campaign_file(
             f"flat-{name}", 1, total, seed_base, "k8s", evaluation
@@ -442,7 +454,7 @@ def grid_comparison(args: argparse.Namespace, db: str) -> None:
         f"{reference:g}",
     ]
     print(f"reference recipe {REFERENCE_RECIPE}: expected converge epoch {reference:g}")
-    print("$ " + " ".join([*command[:5], "--db", "DB", *command[7:]]))
+    print("$ " + " ".join([*command[:4], "--db", "DB", *command[6:]]))
     executable = Path(sys.executable).with_name("optiloop")
     shown = subprocess.run(
         [str(executable), *command[1:]],
@@ -480,6 +492,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--budget", type=int, default=20)
     parser.add_argument("--points-per-parameter", type=int, default=3)
+    parser.add_argument(
+        "--min-cluster-size",
+        type=int,
+        default=10,
+        help="the K-means evaluator's smallest cluster (10 is the reference's)",
+    )
     parser.add_argument("--db", help="database URL (default: a temporary file)")
     parser.add_argument("--skip-refinement", action="store_true")
     parser.add_argument("--skip-grid", action="store_true")

@@ -146,7 +146,9 @@ def measure(browser: Any, url: str, token: str | None = None) -> dict[str, float
     load = page.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd")
 
     for view in page.query_selector_all(".view"):
-        view.scroll_into_view_if_needed()
+        # Scrolled by the page itself: playwright's own scrolling waits for
+        # two quiet frames, which a page busy drawing may not give in time.
+        view.evaluate("div => div.scrollIntoView()")
         page.wait_for_function(
             "div => div.dataset.state === 'drawn'", arg=view, timeout=300_000
         )

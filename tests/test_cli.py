@@ -194,3 +194,19 @@ def test_report_writes_one_offline_html_file(tmp_path: Path) -> None:
     assert html.count("<html") == 1
     assert "<script src=" not in html
     assert "Experiment 1: cli" in html
+
+
+def test_an_unreachable_ray_cluster_stores_no_experiment(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    job = yaml.safe_load(write_spec(tmp_path).read_text(encoding="utf-8"))["job"]
+    # Port 1 on loopback: nothing listens there.
+    job["executor"] = {"kind": "ray", "address": "127.0.0.1:1"}
+    spec = write_spec(tmp_path, job=job)
+
+    ran = runner.invoke(app, ["run", str(spec), "--db", db])
+
+    assert ran.exit_code == 2, ran.output
+    assert "127.0.0.1:1" in ran.output
+    listed = runner.invoke(app, ["status", "--db", db])
+    assert "no experiment" in listed.output.lower(), listed.output

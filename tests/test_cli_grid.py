@@ -170,3 +170,60 @@ def test_compare_refuses_bad_ids(
 
     assert shown.exit_code == 2
     assert message in shown.output
+
+
+def test_compare_a_grid_with_a_campaign(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'both.db'}"
+    spec = write_spec(
+        tmp_path,
+        rounds={"max": 1, "budget": 2},
+        validation={"top": 1, "seeds": 3},
+    )
+    assert grid(spec, db, "-n", "2").exit_code == 0
+    ran = runner.invoke(app, ["run", str(spec), "--db", db])
+    assert ran.exit_code == 0, ran.output
+
+    shown = runner.invoke(app, ["compare", "1", "2", "--db", db, "--json"])
+
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.output)
+    grid_name, campaign_name = data["campaigns"]
+    rounds = data["device_hours_by_round"][campaign_name]
+    assert set(rounds) == {"round 1", "validation"}
+    assert data["device_hours"]["total"][campaign_name] == pytest.approx(
+        sum(rounds.values())
+    )
+    answers = data["answers"]
+    assert answers[grid_name]["source"] == "search"
+    campaign = answers[campaign_name]
+    assert campaign["source"] == "validation"
+    # The grid's best is 2.5 (see test_compare_prints_both_tables); the
+    # campaign's point depends on the optimizer, its percent on the two.
+    assert answers[grid_name]["value"] == 2.5
+    expected = 100 * (2.5 - campaign["value"]) / 2.5
+    assert campaign["improvement_vs_baseline_percent"] == pytest.approx(expected)
+
+
+def test_resume_finishes_a_grid_search_whose_runner_died(tmp_path: Path) -> None:
+    from optiloop.client import Connection
+    from optiloop.experiment import load_spec
+    from optiloop.optimizers.grid_points import grid_search_spec
+    from optiloop.runner.grid import create_grid_campaign, grid_experiment_id
+
+    db = f"sqlite:///{tmp_path / 'grid.db'}"
+    spec = write_spec(tmp_path)
+    with Connection(db=db) as conn:
+        # What a runner killed at once leaves: the campaign, nothing run.
+        campaign_id = create_grid_campaign(conn, grid_search_spec(load_spec(spec), 2))
+
+    resumed = runner.invoke(app, ["resume", "--db", db])
+    assert resumed.exit_code == 0, resumed.output
+    assert f"Resuming grid search {campaign_id}" in resumed.output
+
+    with Connection(db=db) as conn:
+        experiment_id = grid_experiment_id(conn, campaign_id)
+        observed = conn.experiments(experiment_id).observations().fetch().data
+        assert conn.campaigns(campaign_id).fetch().state == "done"
+    # 2 epochs x 2 starts, each once.
+    points = {(o.assignments["epochs"], o.assignments["start"]) for o in observed}
+    assert len(observed) == len(points) == 4

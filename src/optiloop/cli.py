@@ -140,21 +140,12 @@ def run(
         check_runnable(spec, observations)
         conn = _connect(db, server, token)
         where = server or db
-        if experiment is None:
-            experiment_id = conn.experiments().create(**spec.to_dict()).id
-            console.print(
-                f"Created experiment {experiment_id} ({escape(spec.name)}) "
-                f"in {escape(where)}"
-            )
-        else:
-            stored = conn.experiments(experiment).fetch()
-            _refuse_other_spec(spec, stored, spec_file)
-            experiment_id = stored.id
-            console.print(f"Continuing experiment {experiment_id} in {escape(where)}")
-
-        target = observations or spec.observation_budget
+        # Before anything is stored: a cluster that cannot be reached leaves
+        # no empty experiment behind.
         executor = make_executor(spec, parallel)
         try:
+            experiment_id = _start_or_continue(conn, spec, spec_file, experiment, where)
+            target = observations or spec.observation_budget
             with _progress(target, spec.seeds_per_point) as on_event:
                 summary = run_experiment(
                     conn, experiment_id, spec, executor, observations, on_event
@@ -167,6 +158,28 @@ def run(
             f"({summary.stopped_because})."
         )
         _print_best(conn, experiment_id)
+
+
+def _start_or_continue(
+    conn: Any,
+    spec: Any,
+    spec_file: Path,
+    experiment: int | None,
+    where: str,
+) -> int:
+    """A new experiment for ``spec``, or the stored one it must match."""
+    if experiment is None:
+        experiment_id: int = conn.experiments().create(**spec.to_dict()).id
+        console.print(
+            f"Created experiment {experiment_id} ({escape(spec.name)}) "
+            f"in {escape(where)}"
+        )
+        return experiment_id
+
+    stored = conn.experiments(experiment).fetch()
+    _refuse_other_spec(spec, stored, spec_file)
+    console.print(f"Continuing experiment {stored.id} in {escape(where)}")
+    return int(stored.id)
 
 
 @app.command()
@@ -236,6 +249,9 @@ def resume(
         if found.kind == "campaign":
             _resume_campaign(conn, found, parallel)
             return
+        if found.kind == "grid":
+            _resume_grid(conn, found, parallel)
+            return
 
         spec = found.spec
         check_runnable(spec)
@@ -262,14 +278,7 @@ def resume(
 def _resume_campaign(conn: Any, found: Any, parallel: int | None) -> None:
     from optiloop.campaign_spec import parse_campaign
     from optiloop.runner import make_executor
-
-    try:
-        from optiloop.runner.campaign import run_campaign
-    except ImportError:
-        raise OptiloopError(
-            f"campaign {found.id} is unfinished, but this optiloop cannot run "
-            "campaigns (optiloop.runner.campaign is missing); upgrade optiloop"
-        ) from None
+    from optiloop.runner.campaign import run_campaign
 
     campaign = parse_campaign(found.file)
     console.print(f"Resuming campaign {found.id} ({escape(found.name)})")
@@ -280,6 +289,26 @@ def _resume_campaign(conn: Any, found: Any, parallel: int | None) -> None:
         executor_factory=lambda spec: make_executor(spec, parallel),
     )
     console.print(f"Campaign {found.id}: {summary.state} ({summary.stopped_because}).")
+
+
+def _resume_grid(conn: Any, found: Any, parallel: int | None) -> None:
+    from optiloop.runner import make_executor
+    from optiloop.runner.grid import run_grid
+
+    grid = found.spec
+    console.print(f"Resuming grid search {found.id} ({escape(found.name)})")
+    with _progress(grid.observation_budget, grid.seeds_per_point) as on_event:
+        summary = run_grid(
+            conn,
+            grid,
+            lambda spec: make_executor(spec, parallel),
+            campaign_id=found.id,
+            on_event=on_event,
+        )
+    console.print(
+        f"Grid search {found.id}: {summary.observation_count}/{summary.points} "
+        f"points observed ({summary.stopped_because})."
+    )
 
 
 @app.command()
@@ -309,8 +338,15 @@ def status(
         if campaign is not None:
             _print_campaign_status(conn, campaign)
             return
+        experiments = conn.experiments().fetch().data
+        if not experiments:
+            console.print(
+                f"No experiments in {escape(server or db)} yet; "
+                "start one with: optiloop run FILE"
+            )
+            return
         table = Table("id", "name", "type", "observations", "failed", "best")
-        for item in conn.experiments().fetch().data:
+        for item in experiments:
             experiment = conn.experiments(item.id)
             observations = experiment.observations().fetch().data
             failed = sum(1 for o in observations if o.failed)
@@ -328,8 +364,6 @@ def status(
         console.print(table)
 
         if runs_of is None:
-            if not conn.experiments().fetch().data:
-                return
             runs_of = _newest_experiment(conn)
         _print_run_logs(conn, runs_of, every_run=logs)
 
@@ -369,7 +403,9 @@ def _print_run_logs(conn: Any, experiment_id: int, every_run: bool) -> None:
                 lines = (run.get(stream) or "").splitlines()[-LOG_LINES:]
                 if lines:
                     console.print(Text(f"  {stream.removesuffix('_tail')}:"))
-                    console.print(Text("\n".join(f"    {line}" for line in lines)))
+                    # Soft wrap keeps each log line whole, as the job wrote it.
+                    text = Text("\n".join(f"    {line}" for line in lines))
+                    console.print(text, soft_wrap=True)
 
 
 def _run_records(metadata: dict[str, Any], failed: bool) -> list[dict[str, Any]]:
@@ -641,7 +677,7 @@ def compare(
         data = {"campaigns": dict(zip(comparison.names, ids)), **comparison.to_dict()}
         typer.echo(json.dumps(data))
         return
-    for table in _comparison_tables(comparison):
+    for table in _comparison_tables(comparison, f"campaign {baseline}"):
         console.print(table)
     for name, unmeasured in zip(comparison.names, comparison.unmeasured):
         if unmeasured:
@@ -765,8 +801,11 @@ def _search_record(store: Any, campaign_id: int) -> Any:
     return SearchRecord(name, experiments[0].spec, groups)
 
 
-def _comparison_tables(comparison: Any) -> list[Table]:
-    """The compute table and the objective table of ``optiloop compare``."""
+def _comparison_tables(comparison: Any, baseline: str) -> list[Table]:
+    """The compute table and the objective table of ``optiloop compare``.
+
+    ``baseline`` is how the objective table's header names the baseline.
+    """
     compute = Table(title="Compute (device-hours)")
     compute.add_column("cluster")
     for name in comparison.names:
@@ -781,17 +820,20 @@ def _comparison_tables(comparison: Any) -> list[Table]:
     objective.add_column("campaign")
     objective.add_column("best (mean ± sd)", justify="right")
     objective.add_column("from")
-    objective.add_column(Text(f"{word} vs {comparison.baseline}"), justify="right")
+    objective.add_column(Text(f"{word} vs {baseline}"), justify="right")
     if comparison.reference_value is not None:
         objective.add_column(
-            f"{word} vs reference {comparison.reference_value:g}", justify="right"
+            f"{word} vs {comparison.reference_value:g}", justify="right"
         )
     for row in comparison.objectives:
         if row.answer is None:
             cells = ["none feasible", "-"]
         else:
             spread = "" if row.answer.stddev is None else f" ± {row.answer.stddev:.3g}"
-            cells = [f"{row.answer.value:.4g}{spread}", row.answer.source]
+            source = row.answer.source
+            if not row.answer.feasible:
+                source += ", infeasible"
+            cells = [f"{row.answer.value:.4g}{spread}", source]
         if row.name == comparison.baseline:
             cells.append("baseline")
         else:
@@ -1083,13 +1125,18 @@ def _print_campaign_result(conn: Any, campaign_id: int) -> None:
 
     validated = Table(title=f"Validated points of campaign {campaign_id}")
     for column in ("point", f"{metric} (validation)", "seeds", "in the search"):
-        validated.add_column(column)
+        validated.add_column(column, overflow="fold")
     for item in result.get("validated", []):
         search = item.get("search", {})
+        seeds = str(item.get("seeds"))
+        if item.get("converged_seeds") is not None:
+            seeds = f"{item['converged_seeds']} of {seeds} converged"
         validated.add_row(
             Text(_assignments_text(item["assignments"])),
-            _spread_text(item.get("mean"), item.get("std"), item.get("feasible")),
-            str(item.get("seeds")),
+            _spread_text(
+                item.get("mean"), item.get("std"), item.get("meets_thresholds", True)
+            ),
+            seeds,
             _spread_text(search.get("mean"), search.get("std"), True),
         )
     console.print(validated)
@@ -1107,6 +1154,11 @@ def _print_campaign_result(conn: Any, campaign_id: int) -> None:
         f"{metric} {_spread_text(best['mean'], best['std'], True)} "
         f"over {best['seeds']} seeds"
     )
+    if not best.get("feasible", True):
+        console.print(
+            f"[yellow]{best.get('converged_seeds')} of {best['seeds']} seeds "
+            "converged[/]: no validated point converged on every seed."
+        )
 
 
 def _print_campaign_best(conn: Any, campaign_id: int, as_json: bool) -> None:

@@ -159,6 +159,34 @@ def test_answer_is_the_best_validated_mean_when_there_is_one() -> None:
     assert answer.assignments == {"lr": 3.0}
 
 
+def test_answer_is_the_best_validated_mean_even_when_a_seed_missed() -> None:
+    spec = make_spec()
+    rounds = [observe(lr=2.0, epoch=35.0)]
+    # Both validated points had a seed miss the target; the answer is the
+    # better validated mean, marked infeasible, not the search's lucky 35.
+    validation = [
+        observe(lr=2.0, epoch=39.0, converged=False),
+        observe(lr=3.0, epoch=38.5, stddev=1.5, converged=False),
+        observe(lr=4.0, failed=True),
+    ]
+
+    answer = search_answer(spec, [("round 1", rounds), ("validation", validation)])
+
+    assert answer is not None
+    assert (answer.value, answer.stddev) == (38.5, 1.5)
+    assert (answer.source, answer.feasible) == ("validation", False)
+
+
+def test_infeasible_validated_answer_of_a_maximized_metric() -> None:
+    spec = make_spec("maximize", "top1")
+    validation = [
+        Observation({"lr": lr}, (MetricValue("acc", 0.7), MetricValue("top1", top1)))
+        for lr, top1 in ((2.0, 0.74), (3.0, 0.76))
+    ]
+    answer = search_answer(spec, [("validation", validation)])
+    assert answer is not None and (answer.value, answer.feasible) == (0.76, False)
+
+
 def test_answer_without_validation_skips_infeasible_points() -> None:
     spec = make_spec()
     observations = [
@@ -172,6 +200,7 @@ def test_answer_without_validation_skips_infeasible_points() -> None:
 
     assert answer is not None
     assert (answer.value, answer.stddev, answer.source) == (36.0, 1.0, "search")
+    assert answer.feasible
 
 
 def test_answer_of_a_search_with_nothing_feasible_is_none() -> None:

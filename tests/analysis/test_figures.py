@@ -371,3 +371,41 @@ def test_names_reach_plotly_escaped() -> None:
     figure = parallel_coordinates(make_spec(odd), runs)
 
     assert figure.data[0].dimensions[0].label == "&lt;b&gt;x&lt;/b&gt;"
+
+
+def test_correlation_colours_runs_by_the_rule() -> None:
+    z = {"name": "z", "type": "double", "bounds": {"min": 0, "max": 10}}
+    spec = make_spec(X, z)
+    runs = [
+        observe(x=1, z=2, acc=0.95, loss=0.1),  # the best: lowest loss
+        observe(x=2, z=3, acc=0.93, loss=0.5),  # met every threshold
+        observe(x=3, z=5, acc=0.5, loss=0.05),  # missed the accuracy
+        Observation({"x": 4, "z": 6}, failed=True),
+    ]
+
+    # Two parameters: a failed run has them too, and is drawn red.
+    figure = correlation(spec, runs, "x", "z")
+
+    drawn = {t.name: (list(t.x), t.marker.color) for t in figure.data}
+    assert drawn == {
+        "failed": ([4.0], RUN_COLORS["failed"]),
+        "missed a threshold": ([3.0], RUN_COLORS["infeasible"]),
+        "met every threshold": ([2.0], RUN_COLORS["feasible"]),
+        "best runs": ([1.0], RUN_COLORS["best"]),
+    }
+
+
+def test_history_without_values_says_so() -> None:
+    figure = history(make_spec(), [failed(1.0), failed(2.0)])
+
+    assert figure.layout.yaxis.title.text == "no values: every run failed"
+    assert figure.layout.xaxis.dtick == 1
+
+
+def test_history_labels_each_round() -> None:
+    runs = [observe(x=x, acc=0.95, loss=x) for x in (1, 2, 3)]
+
+    figure = history(make_spec(), runs, round_starts=[2], round_labels=["round 2"])
+
+    assert [shape.x0 for shape in figure.layout.shapes] == [2.5]
+    assert [a.text for a in figure.layout.annotations] == ["round 2"]

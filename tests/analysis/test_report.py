@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -151,3 +152,14 @@ def test_a_spec_without_numeric_parameters_explains_the_correlation() -> None:
     page = render_report(spec, runs, "categorical only")
 
     assert "The experiment has no numeric parameter." in page
+
+
+def test_figure_data_cannot_close_its_script_element() -> None:
+    spec = make_spec(parameter={**EPOCHS, "name": "</script><b>"})
+
+    page = render_report(spec, [observe(40, 0.95, name="</script><b>")], "t")
+
+    data = page.split('<script type="application/json" id="figures">')[1]
+    data = data.split("</script>")[0]
+    assert "<" not in data
+    assert json.loads(data)["history"]["layout"]["title"]["text"]

@@ -281,7 +281,7 @@ def test_the_campaign_page_shows_bounds_compute_and_the_grid_comparison(
 
     # History over the rounds: 8 runs, a dotted line between the rounds.
     shapes = tab.evaluate(
-        "() => document.getElementById('campaign-history').layout.shapes.map(s => s.x0)"
+        "() => document.getElementById('history').layout.shapes.map(s => s.x0)"
     )
     assert shapes == [4.5]
     assert console.errors == []

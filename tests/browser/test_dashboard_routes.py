@@ -118,3 +118,47 @@ def test_a_poll_is_short_until_an_observation_arrives(
     assert body["changed"] is True
     assert body["observations"] == 1
     assert body["best"][0]["values"] == {"accuracy": 0.95, "epochs": 12.0}
+
+
+def test_another_tokens_campaign_is_not_found(
+    served: tuple[TestClient, Store, dict[str, str], int],
+) -> None:
+    client, store, headers, _ = served
+    mine = store.find_token(headers["mine"].removeprefix("Bearer "))
+    assert mine is not None
+    campaign = store.create_campaign(
+        "mine", {"rounds": {"max": 2, "budget": 4}}, mine.id
+    )
+
+    theirs = client.get(
+        f"/dashboard/api/campaigns/{campaign}",
+        headers={"Authorization": headers["theirs"]},
+    )
+    own = client.get(
+        f"/dashboard/api/campaigns/{campaign}",
+        headers={"Authorization": headers["mine"]},
+    )
+
+    assert theirs.status_code == 404
+    assert own.status_code == 200
+    assert own.json()["rounds"] == 0
+    assert own.json()["max_rounds"] == 2
+
+
+def test_runs_made_in_process_show_to_every_token(
+    served: tuple[TestClient, Store, dict[str, str], int],
+) -> None:
+    # `optiloop run --db FILE` stores experiments and campaigns with no
+    # owner; whoever serves that file watches them with any token.
+    client, store, headers, mine = served
+    local = store.create_experiment(parse_spec({**SPEC, "name": "local"}))
+    campaign = store.create_campaign("local", {"rounds": {"max": 1, "budget": 2}})
+    theirs = {"Authorization": headers["theirs"]}
+
+    overview = client.get("/dashboard/api/overview", headers=theirs).json()
+
+    assert [row["id"] for row in overview["experiments"]] == [local]
+    assert [row["id"] for row in overview["campaigns"]] == [campaign]
+    assert client.get(f"/dashboard/api/experiments/{local}", headers=theirs).is_success
+    assert client.get(f"/dashboard/api/campaigns/{campaign}", headers=theirs).is_success
+    assert client.get(f"/dashboard/api/experiments/{mine}", headers=theirs).is_error

@@ -466,7 +466,10 @@ def test_when_every_run_failed_points_keep_coming() -> None:
 def test_two_objectives_move_towards_their_pareto_front() -> None:
     # f1 = x1 and f2 = 1 - x1 + x2: every point with x2 = 0 is Pareto
     # optimal and no other is.  Uniform sampling would put 10% of points at
-    # x2 < 0.1; the random scalarizations should put most there.
+    # x2 < 0.1; the hypervolume improvement should put most there, spread
+    # along the front.  Measured on seeds 0-2: all 20 points after the
+    # initial design at x2 < 0.1, spanning 0.94-1.0 of x1 (with the random
+    # scalarizations used before, 17-18 of 20).
     spec = _unit_square(
         [
             {"name": "f1", "objective": "minimize"},
@@ -478,13 +481,14 @@ def test_two_objectives_move_towards_their_pareto_front() -> None:
         x1, x2 = float(point["x1"]), float(point["x2"])
         return (MetricValue("f1", x1), MetricValue("f2", 1.0 - x1 + x2))
 
-    observations = _run(spec, evaluate, 25, seed=0)
+    for seed in range(3):
+        observations = _run(spec, evaluate, 25, seed)
 
-    after_initial: Sequence[Observation] = observations[5:]
-    near_front = [o for o in after_initial if float(o.assignments["x2"]) < 0.1]
-    assert len(near_front) >= 0.6 * len(after_initial)
-    spread = [float(o.assignments["x1"]) for o in near_front]
-    assert max(spread) - min(spread) > 0.5  # along the front, not one spot
+        after_initial: Sequence[Observation] = observations[5:]
+        near_front = [o for o in after_initial if float(o.assignments["x2"]) < 0.1]
+        assert len(near_front) >= 0.8 * len(after_initial), seed
+        spread = [float(o.assignments["x1"]) for o in near_front]
+        assert max(spread) - min(spread) > 0.7, seed  # along the front
 
 
 def test_a_suggestion_at_40_observations_in_4_dims_is_quick() -> None:
@@ -742,3 +746,32 @@ def test_short_schedules_that_never_converge_do_not_attract_the_search() -> None
         assert missed <= 2, (seed, missed)
         [best] = posterior_best(spec, observations)
         assert 0.3 <= float(best.assignments["x"]) < 0.4, seed
+
+
+def test_a_lucky_success_among_misses_is_not_reported_best() -> None:
+    # Around x = 0.15 four runs never converged and one, at 0.15, did in 30
+    # epochs: the fastest measured, but its neighbours say such a run
+    # usually misses.  From x = 0.5 on every run converges, in 40 + 20 x
+    # epochs.  The best reported must be the reliable x = 0.5.
+    spec = _converge_spec()
+    observations = [
+        Observation(
+            assignments={"x": x},
+            values=(MetricValue("epochs", 32.0, 1.0),),
+            metadata={"converged": False},
+        )
+        for x in (0.05, 0.1, 0.2, 0.25)
+    ]
+    observations.append(
+        Observation(assignments={"x": 0.15}, values=(MetricValue("epochs", 30.0, 1.0),))
+    )
+    observations += [
+        Observation(
+            assignments={"x": x}, values=(MetricValue("epochs", 40.0 + 20.0 * x, 1.0),)
+        )
+        for x in (0.5, 0.6, 0.7, 0.8, 0.9)
+    ]
+
+    [best] = posterior_best(spec, observations)
+
+    assert best.assignments == {"x": 0.5}

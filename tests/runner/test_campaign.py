@@ -23,6 +23,8 @@ from optiloop.experiment import MetricValue, Observation, parse_spec
 from optiloop.runner.campaign import (
     CampaignEvent,
     CampaignSummary,
+    ValidatedPoint,
+    best_validated,
     run_campaign,
     stop_reason,
     top_points,
@@ -466,3 +468,40 @@ def record_of(item: Any) -> Observation:
         id=item.id,
         metadata=dict(item.metadata or {}),
     )
+
+
+def validated(mean: float | None, feasible: bool, meets: bool) -> ValidatedPoint:
+    return ValidatedPoint(
+        assignments={"x": mean},
+        mean=mean,
+        std=0.5,
+        seeds=10,
+        feasible=feasible,
+        meets_thresholds=meets,
+        converged_seeds=10 if feasible else 9,
+        experiment_id=1,
+        observation_id=1,
+        search_mean=None,
+        search_std=None,
+        search_observation_id=None,
+        round=1,
+    )
+
+
+def test_the_answer_prefers_points_that_converged_on_every_seed() -> None:
+    metric = bowl_campaign().experiment.optimized_metrics[0]
+    points = [
+        validated(40.0, feasible=False, meets=True),
+        validated(42.0, feasible=True, meets=True),
+        validated(41.0, feasible=True, meets=True),
+    ]
+    assert best_validated(metric, points) == points[2]
+
+    # None converged on every seed: the best mean that meets the thresholds.
+    points = [
+        validated(40.0, feasible=False, meets=False),
+        validated(43.0, feasible=False, meets=True),
+        validated(None, feasible=False, meets=False),
+    ]
+    assert best_validated(metric, points) == points[1]
+    assert best_validated(metric, points[:1]) is None

@@ -81,6 +81,9 @@ def most_at_once(intervals: list[tuple[float, float]]) -> int:
 def test_an_experiment_of_short_jobs_runs_four_at_a_time(
     ray_cluster: Any, tmp_path: Path
 ) -> None:
+    # Ray starts its worker processes on demand, a second or more each on
+    # a loaded machine; have four up before timing how many run at once.
+    warm_up(slots=4)
     events: list[LoopEvent] = []
     spec = spec_dict(ray_cluster.address, points=8, sleep=0.5)
     conn, experiment_id = run_on_ray(tmp_path, spec, events)
@@ -110,14 +113,19 @@ def test_an_experiment_of_short_jobs_runs_four_at_a_time(
     assert most_at_once(spans) == 4
 
 
-def test_no_ray_socket_listens_beyond_loopback(ray_cluster: Any) -> None:
-    # Start a Ray worker on each node first, so their sockets exist too.
-    executor = RayExecutor(4, None)
+def warm_up(slots: int) -> None:
+    """Run ``slots`` runs at once on the cluster, so its workers are up."""
+    executor = RayExecutor(slots, None)
     try:
-        futures = [executor.submit(RunTask(1, s, "sleep 1")) for s in range(4)]
+        futures = [executor.submit(RunTask(1, s, "sleep 1")) for s in range(slots)]
         [f.result(timeout=120) for f in futures]
     finally:
         executor.shutdown()
+
+
+def test_no_ray_socket_listens_beyond_loopback(ray_cluster: Any) -> None:
+    # Start a Ray worker on each node first, so their sockets exist too.
+    warm_up(slots=4)
 
     # Every Ray process of both nodes is a child of this test process (the
     # nodes' raylets and GCS) or of theirs (workers, agents).
@@ -162,11 +170,13 @@ def test_runs_lost_with_a_node_are_retried_and_the_budget_stays_exact(
         # Kill the worker node once a job runs on it: with four runs at once
         # and two CPUs on the head, one always does.
         deadline = time.monotonic() + 60
-        while not _job_running(ray_cluster.worker_pids()):
+        while not (doomed := _jobs(ray_cluster.worker_pids())):
             assert time.monotonic() < deadline, "no job ever ran on the worker"
             time.sleep(0.1)
         ray_cluster.kill_worker()
         assert finished.wait(timeout=180), "the experiment did not finish"
+        # The jobs of the dead node did not outlive it.
+        assert _jobs(doomed) == set()
     finally:
         runner.join()
         ray_cluster.add_worker()
@@ -202,11 +212,13 @@ def run_of(observation: Any) -> dict[str, Any]:
     return dict(run)
 
 
-def _job_running(pids: set[int]) -> bool:
+def _jobs(pids: set[int]) -> set[int]:
+    """Those of ``pids`` that are alive and run the stand-in job."""
+    jobs = set()
     for pid in pids:
         try:
             if str(FAKE_JOB) in psutil.Process(pid).cmdline():
-                return True
+                jobs.add(pid)
         except psutil.NoSuchProcess:
             continue
-    return False
+    return jobs

@@ -5,6 +5,7 @@ No cluster is started here; ``test_ray_cluster.py`` runs on a real one.
 
 from __future__ import annotations
 
+import socket
 import sys
 
 import pytest
@@ -72,3 +73,18 @@ def test_ray_errors_become_failure_kinds() -> None:
         "oom",
         "out of memory: Task was killed due to low memory.",
     )
+
+
+def test_an_address_where_nothing_listens_is_refused_at_once() -> None:
+    from optiloop.errors import OptiloopError
+    from optiloop.runner.ray_executor import _check_reachable
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Nothing listens there now; Ray itself would retry for minutes.
+    with pytest.raises(
+        OptiloopError, match=rf"job.executor.address: .*127.0.0.1:{port}"
+    ):
+        _check_reachable(f"127.0.0.1:{port}")
+    _check_reachable("auto")

@@ -19,8 +19,8 @@ one group per experiment: ``("round 1", [...])``, ``("validation", [...])``.
 a search:
 
 - compute: device-hours per cluster, then the total, one column per search;
-- objective: each search's answer (the best validated mean where it
-  validated its points, else its best feasible mean) and how much it
+- objective: each search's answer (its best validated mean where it
+  validated points, else its best feasible mean) and how much it
   improves on a baseline, in percent of the baseline.  The baseline is one
   of the two searches, and optionally also a reference value such as the
   converge epoch of the recipe one started from.
@@ -145,13 +145,16 @@ class Answer:
 
     ``source`` says where it came from: ``validation`` when the point was
     re-run with more seeds, ``search`` when it is the best mean seen during
-    the search (optimistic: the best of many noisy means).
+    the search (optimistic: the best of many noisy means).  ``feasible`` is
+    False for a validated point that broke a threshold or had a seed miss
+    the converge target.
     """
 
     value: float
     stddev: float | None
     assignments: Mapping[str, Any]
     source: Literal["validation", "search"]
+    feasible: bool = True
 
 
 @dataclass(frozen=True)
@@ -180,23 +183,44 @@ def optimized_metric(spec: ExperimentSpec) -> tuple[str, str]:
 
 
 def search_answer(spec: ExperimentSpec, groups: Sequence[Group]) -> Answer | None:
-    """The best validated mean when the search validated points, else its best.
+    """A search's answer: what it validated if it validated, else its best.
 
-    None when no observation is feasible.
+    In order: the best feasible validated mean; when no validated point is
+    feasible (say, one of its 10 seeds missed the target), the best
+    validated mean all the same, marked infeasible, since it says more about
+    the point than the few lucky seeds that made it look best; without
+    validation, the best feasible mean of the search.  None when there is
+    nothing of the kind.
     """
-    metric, _ = optimized_metric(spec)
+    metric, objective = optimized_metric(spec)
     validated = [o for label, obs in groups if label == VALIDATION for o in obs]
     searched = [o for label, obs in groups if label != VALIDATION for o in obs]
-    sources: list[tuple[Literal["validation", "search"], list[Observation]]] = [
-        ("validation", validated),
-        ("search", searched),
-    ]
-    for source, observations in sources:
-        for best in best_observations(spec, observations):
-            value = best.value(metric)
-            if value is not None:
-                return Answer(value, best.stddev(metric), best.assignments, source)
+
+    feasible = best_observations(spec, validated)
+    if feasible:
+        return _answer(feasible[0], metric, "validation", feasible=True)
+    measured = [o for o in validated if o.value(metric) is not None]
+    if measured:
+        sign = 1.0 if objective == "minimize" else -1.0
+        best = min(measured, key=lambda o: sign * (o.value(metric) or 0.0))
+        return _answer(best, metric, "validation", feasible=False)
+    feasible = best_observations(spec, searched)
+    if feasible:
+        return _answer(feasible[0], metric, "search", feasible=True)
     return None
+
+
+def _answer(
+    observation: Observation,
+    metric: str,
+    source: Literal["validation", "search"],
+    feasible: bool,
+) -> Answer:
+    value = observation.value(metric)
+    if value is None:  # never: callers pass observations that measured it
+        raise ValueError(f"observation {observation.id} has no {metric}")
+    stddev = observation.stddev(metric)
+    return Answer(value, stddev, observation.assignments, source, feasible)
 
 
 def improvement_percent(baseline: float, value: float, objective: str) -> float | None:
@@ -258,6 +282,7 @@ class Comparison:
                     "value_stddev": row.answer.stddev if row.answer else None,
                     "assignments": dict(row.answer.assignments) if row.answer else None,
                     "source": row.answer.source if row.answer else None,
+                    "feasible": row.answer.feasible if row.answer else None,
                     "improvement_vs_baseline_percent": row.versus_baseline,
                     "improvement_vs_reference_percent": row.versus_reference,
                 }

@@ -83,9 +83,12 @@ _LINE_COLORSCALE = [
     [1.0, ORANGE],
 ]
 
-# Thousands of lines merge into one mass and take seconds to draw; past
-# this many, the parallel coordinates show a thinned set (see there).
-MAX_LINES = 1000
+# Thousands of lines merge into one mass and slow the drawing; past this
+# many, the parallel coordinates show a thinned set (see there), and the
+# title says so.  In Chromium without a GPU (software WebGL) 500 lines drew
+# in about 1.3 s against 1.8 s for 1,000 (benchmarks/dashboard_render.py
+# measures the whole page), with the same picture of the search.
+MAX_LINES = 500
 
 # Tick marks on a numeric axis of parallel coordinates; a grid with at most
 # _MAX_GRID_TICKS members is labelled at every member instead.
@@ -318,17 +321,7 @@ def history(
     low, high = (min(known), max(known)) if known else (0.0, 0.0)
     failed_row = low - 0.05 * ((high - low) or 1.0)
 
-    # The line first, so that the runs' marks lie on top of it.
     figure = go.Figure()
-    figure.add_trace(
-        go.Scatter(
-            name="best so far",
-            x=_array(numbers),
-            y=_array(best_so_far(spec, observations, name)),
-            mode="lines",
-            line={"color": ORANGE, "shape": "hv", "width": 2},
-        )
-    )
     groups: tuple[tuple[RunClass, str, str], ...] = (
         ("feasible", "met every threshold", "circle"),
         ("infeasible", "missed a threshold", "circle-open"),
@@ -358,6 +351,17 @@ def history(
             mode="markers",
             marker={"color": RED, "symbol": "x", "size": 8},
             hovertemplate="run %{x} failed<extra></extra>",
+        )
+    )
+
+    # The line last, on top: among thousands of marks it is what one reads.
+    figure.add_trace(
+        go.Scatter(
+            name="best so far",
+            x=_array(numbers),
+            y=_array(best_so_far(spec, observations, name)),
+            mode="lines",
+            line={"color": ORANGE, "shape": "hv", "width": 2},
         )
     )
 

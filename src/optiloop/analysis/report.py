@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from optiloop.analysis.campaign import (
     CampaignPart,
     bounds_figure,
+    campaign_history,
     campaign_runs,
     comparison_tables,
     compute_figure,
@@ -84,7 +85,7 @@ h1 { font-size: 1.6rem; margin-bottom: 0.2rem; }
 table.summary { border-collapse: collapse; margin: 1rem 0 2rem; }
 table.summary th, table.summary td { text-align: left; padding: 0.25rem 1rem 0.25rem 0;
        border-bottom: 1px solid #eee; vertical-align: top; }
-table.summary th { font-weight: 600; }
+table.summary th { font-weight: 600; white-space: nowrap; }
 section { margin-bottom: 2rem; }
 h2 { font-size: 1.2rem; margin-top: 2rem; }
 table#experiments, table#refinements, table[id^="compare"] { border-collapse: collapse;
@@ -226,6 +227,27 @@ def render_report(
     return page
 
 
+def campaign_figures(parts: Sequence[CampaignPart]) -> dict[str, Figure]:
+    """Every view of a campaign: bounds per round, compute per round and
+    cluster, then the experiment views over the runs of all its rounds and
+    its validation, rounds separated on the history."""
+    figures: dict[str, Figure] = {
+        "campaign-bounds": bounds_figure(parts),
+        "campaign-compute": compute_figure(parts),
+    }
+    searched = search_parts(parts)
+    if not searched:
+        figures["history"] = campaign_history(parts)
+        return figures
+    runs, starts, labels = campaign_runs(parts)
+    figures.update(
+        experiment_figures(
+            searched[0].spec, runs, round_starts=starts, round_labels=labels
+        )
+    )
+    return figures
+
+
 def render_campaign_report(
     name: str,
     parts: Sequence[CampaignPart],
@@ -245,17 +267,8 @@ def render_campaign_report(
     history.
     """
     searched = search_parts(parts)
-    runs, starts, labels = campaign_runs(parts)
-    figures: dict[str, Figure] = {
-        "campaign-bounds": bounds_figure(parts),
-        "campaign-compute": compute_figure(parts),
-    }
-    if searched:
-        figures.update(
-            experiment_figures(
-                searched[0].spec, runs, round_starts=starts, round_labels=labels
-            )
-        )
+    runs, _, _ = campaign_runs(parts)
+    figures = campaign_figures(parts)
 
     rounds = f"{len(round_parts(parts))}"
     if max_rounds is not None:

@@ -126,7 +126,8 @@ def parse_id(kind: str, raw: object) -> int:
     """An id from an int or a numeric string (SigOpt's ids are strings)."""
     if isinstance(raw, bool):
         raise NotFoundError(f"{kind} {raw!r} not found")
-    if isinstance(raw, str) and raw.strip().isdigit():
+    # isdigit() alone takes "²" and other digits that int() refuses.
+    if isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit():
         raw = int(raw)
     if isinstance(raw, int):
         # Databases store ids as signed 64-bit integers.

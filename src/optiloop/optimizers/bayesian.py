@@ -584,6 +584,10 @@ def posterior_best(
     so a point that violated one is never reported.  The objective models
     of ``suggest`` smooth each measured mean with its neighbours, weighing
     the reported noise, so one lucky mean among noisy seeds does not win.
+    Likewise a point that succeeded while its neighbours mostly failed or
+    never converged (the success model, fitted without that point, gives
+    it less than even odds) is passed over while a likelier one exists: a
+    short schedule whose few seeds all converged by luck is not a recipe.
     Without any reported noise the measurements are exact, and this is
     ``best_observations``.
     """
@@ -602,14 +606,22 @@ def posterior_best(
         features = _Encoder(space).features(
             _to_cube(space, [o.assignments for o in observations])
         )
-        rng = np.random.default_rng(0)
-        models = _objective_models(spec, observations, features, 0, rng)
+        problem = _Problem.build(
+            spec, observations, features, 0, np.random.default_rng(0)
+        )
         points = features[feasible_rows]
-        means = np.column_stack([gp.predict(points)[0] for gp in models])
+        means = np.column_stack([gp.predict(points)[0] for gp in problem.objectives])
+        likely = np.ones(len(feasible_rows), dtype=bool)
+        if problem.success is not None:
+            others = problem.success.leave_one_out_mean()[feasible_rows]
+            likely = others >= 0.0
 
+    rows = np.array(feasible_rows)
+    if likely.any():
+        rows, means = rows[likely], means[likely]
     if means.shape[1] == 1:
-        return [observations[feasible_rows[int(np.argmin(means[:, 0]))]]]
-    return [observations[feasible_rows[i]] for i in np.flatnonzero(_pareto_mask(means))]
+        return [observations[rows[int(np.argmin(means[:, 0]))]]]
+    return [observations[rows[i]] for i in np.flatnonzero(_pareto_mask(means))]
 
 
 def _objective_models(

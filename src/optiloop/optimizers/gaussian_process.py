@@ -144,6 +144,17 @@ class GaussianProcess:
         # Round-off can make a variance slightly negative; it is floored.
         return mean, np.sqrt(np.maximum(variance, 1e-18))
 
+    def leave_one_out_mean(self) -> np.ndarray:
+        """The posterior mean at each training point given all the others,
+        ``(n_train,)``: ``y_i - [K^-1 y]_i / [K^-1]_ii`` (Rasmussen and
+        Williams 2006, eq. 5.12)."""
+        n = len(self.targets)
+        inverse_factor = solve_triangular(
+            self.factor, np.eye(n), lower=True, check_finite=False
+        )
+        inverse_diagonal = np.einsum("ij,ij->j", inverse_factor, inverse_factor)
+        return self.targets - self.weights / inverse_diagonal
+
     def believing(self, points: np.ndarray, noise: float) -> GaussianProcess:
         """This model with ``points`` added at their posterior mean (the
         kriging believer), hyperparameters kept."""

@@ -18,7 +18,10 @@ A campaign (``optiloop.campaign_spec``) runs like this:
    whole campaign are trained again with ``validation.seeds`` fresh seeds
    each, in one validation experiment.  The answer is the validated point
    with the best mean, reported with the standard deviation over its
-   validation seeds.
+   validation seeds, among the points feasible as in the search (every
+   threshold met, every seed converged); when none is, among those whose
+   means meet the thresholds, since one seed in ten that misses the target
+   does not make a recipe useless (the answer then says so).
 
 Warm start.  Every observation of the earlier rounds whose point lies inside
 the new bounds is copied into the new round, as an observation with
@@ -38,8 +41,9 @@ they were the round's knowledge.
 
 The best points are ranked by their observed mean over seeds (the value
 stored in each observation), not by a model's posterior mean: the runner
-reaches experiments only through a ``Connection`` and never holds the
-optimizer's model, and the Bayesian optimizer exposes none.  Validation with
+reaches experiments only through a ``Connection`` and may not import the
+optimizers, and no route ranks points by posterior mean (the optimizers'
+``posterior_best`` names one best point, not a ranking).  Validation with
 fresh seeds is what corrects the luck of a point that looked good on its
 search seeds.  Its seeds start after the search's (``job.seed_base +
 seeds_per_point``), so a deterministic job does not merely repeat itself.
@@ -58,10 +62,11 @@ the next starts and every decision is a function of what is stored:
 
 ``should_stop`` asks for a clean stop: no new point starts, the points
 already started finish and are stored, and the campaign is left
-``stopped``; ``run_campaign`` with its ``campaign_id`` continues it.  An
-exception (a second Ctrl-C) also leaves the campaign ``stopped``; the jobs
-then running are not waited for, their suggestions stay open and are
-trained again when the campaign continues.
+``stopped``; ``run_campaign`` with its ``campaign_id`` continues it.  A
+``KeyboardInterrupt`` (a second Ctrl-C) also leaves the campaign
+``stopped``, without waiting for the jobs then running: their suggestions
+stay open and are trained again when the campaign continues.  Any other
+error waits for the running jobs to end, then leaves it ``stopped`` too.
 """
 
 from __future__ import annotations
@@ -140,6 +145,12 @@ class ValidatedPoint:
     search measured at the point, in ``search_observation_id`` of round
     ``round``.  Without validation (``validation.top: 0``) the search's own
     values fill both.
+
+    ``feasible`` is the search's rule: every threshold met and every seed
+    converged.  ``meets_thresholds`` asks only that the means meet the
+    thresholds, and ``converged_seeds`` counts the seeds that reached the
+    converge target (None without ``job.converge``): with ten seeds, a
+    recipe that misses once is still worth reporting.
     """
 
     assignments: dict[str, Any]
@@ -147,6 +158,8 @@ class ValidatedPoint:
     std: float | None
     seeds: int
     feasible: bool
+    meets_thresholds: bool
+    converged_seeds: int | None
     experiment_id: int
     observation_id: int | None
     search_mean: float | None
@@ -161,6 +174,8 @@ class ValidatedPoint:
             "std": self.std,
             "seeds": self.seeds,
             "feasible": self.feasible,
+            "meets_thresholds": self.meets_thresholds,
+            "converged_seeds": self.converged_seeds,
             "experiment": self.experiment_id,
             "observation": self.observation_id,
             "search": {
@@ -177,7 +192,8 @@ class CampaignSummary:
     """Where a call of ``run_campaign`` left the campaign.
 
     ``rounds`` is how many rounds exist; ``best`` the validated point with
-    the best mean (None while stopped, or when no point was feasible).
+    the best mean (``best_validated``; None while stopped, or when no point
+    met the thresholds).
     """
 
     campaign_id: int
@@ -484,6 +500,8 @@ class _CampaignLoop:
                 std=o.stddev(self.objective.name),
                 seeds=spec.seeds_per_point,
                 feasible=True,
+                meets_thresholds=True,
+                converged_seeds=_converged_seeds(o),
                 experiment_id=o.experiment_id or 0,
                 observation_id=o.id,
                 search_mean=o.value(self.objective.name),
@@ -508,6 +526,11 @@ class _CampaignLoop:
             why += "; validation off (validation.top: 0)"
         elif validation_id is None:
             why += "; no feasible point to validate"
+        elif best is not None and not best.feasible:
+            why += (
+                "; no validated point converged on every seed, so the answer "
+                "is the best mean that meets the thresholds"
+            )
         result = {
             "stopped_because": why,
             "rounds": len(rounds),
@@ -793,8 +816,14 @@ def validation_spec(
 def best_validated(
     metric: MetricSpec, points: Sequence[ValidatedPoint]
 ) -> ValidatedPoint | None:
-    """The feasible point with the best mean; the first one on a tie."""
+    """The feasible point with the best mean; the first one on a tie.
+
+    When no point converged on every seed, the best mean among the points
+    whose means meet the thresholds (``meets_thresholds``).
+    """
     feasible = [p for p in points if p.feasible and p.mean is not None]
+    if not feasible:
+        feasible = [p for p in points if p.meets_thresholds and p.mean is not None]
     if not feasible:
         return None
     return min(feasible, key=lambda p: metric.to_minimize(p.mean or 0.0))
@@ -925,6 +954,8 @@ def _validated_points(
                 std=observation.stddev(metric.name),
                 seeds=spec.seeds_per_point,
                 feasible=is_feasible(spec, observation),
+                meets_thresholds=_meets_thresholds(spec, observation),
+                converged_seeds=_converged_seeds(observation),
                 experiment_id=observation.experiment_id or 0,
                 observation_id=observation.id,
                 search_mean=None if source is None else source.value(metric.name),
@@ -936,6 +967,27 @@ def _validated_points(
             )
         )
     return points
+
+
+def _meets_thresholds(spec: ExperimentSpec, observation: Observation) -> bool:
+    """Whether the observation succeeded and its means meet every threshold,
+    whether or not each seed converged."""
+    if observation.failed:
+        return False
+    for metric in spec.metrics:
+        value = observation.value(metric.name)
+        if metric.threshold is not None and (
+            value is None or not metric.threshold_met(value)
+        ):
+            return False
+    return True
+
+
+def _converged_seeds(observation: Observation) -> int | None:
+    epochs = observation.metadata.get("converge_epochs")
+    if not isinstance(epochs, list):
+        return None
+    return sum(1 for epoch in epochs if epoch is not None)
 
 
 def _cover(parameter: dict[str, Any], values: Sequence[float]) -> None:

@@ -50,6 +50,7 @@ import logging
 import math
 import os
 import queue
+import socket
 import sys
 import threading
 import time
@@ -59,6 +60,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from optiloop.errors import OptiloopError, SpecError
 from optiloop.experiment import ExecutorSpec
 from optiloop.runner.executor import job_environment, run_process
 from optiloop.runner.jobs import Attempt, LossKind, RunResult, RunTask
@@ -262,8 +264,6 @@ def connect(address: str | None) -> Any:
     try:
         import ray
     except ImportError:
-        from optiloop.errors import SpecError
-
         raise SpecError(
             "job.executor.kind: ray needs the ray package, which is not "
             "installed; pip install 'optiloop[ray]'"
@@ -275,9 +275,29 @@ def connect(address: str | None) -> Any:
         logger.info("starting a Ray cluster on this machine")
         ray.init(include_dashboard=False, log_to_driver=False)
     else:
+        _check_reachable(address)
         logger.info("connecting to the Ray cluster at %s", address)
         ray.init(address=address, log_to_driver=False)
     return ray
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse a ``host:port`` where nothing listens, before Ray tries.
+
+    Ray retries an unreachable head for minutes; a refused connection is
+    known at once.  ``auto`` and Ray Client's ``ray://`` are left to Ray.
+    """
+    host, _, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=10):
+            pass
+    except OSError as error:
+        raise OptiloopError(
+            f"job.executor.address: no Ray cluster answers at {address} "
+            f"({error}); start one ('ray start --head') or fix the address"
+        ) from None
 
 
 def resource_request(settings: ExecutorSpec) -> dict[str, float]:

@@ -28,8 +28,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from optiloop.campaign_spec import is_campaign
 from optiloop.errors import OptiloopError
 from optiloop.experiment import ExperimentSpec, parse_spec
+from optiloop.runner.grid import stored_grid_spec
 
 # The experiment JSON's fields that make its spec, as a file states them.
 _SPEC_FIELDS = (
@@ -53,7 +55,7 @@ class Unfinished:
     and ``file`` the campaign file as stored.
     """
 
-    kind: Literal["experiment", "campaign"]
+    kind: Literal["experiment", "campaign", "grid"]
     id: int
     name: str
     created: int
@@ -95,13 +97,20 @@ def unfinished(conn: Any) -> list[Unfinished]:
     for campaign in _campaigns(conn):
         if campaign.state == "done":
             continue
+        # A grid search (``optiloop grid``) is stored as a campaign whose
+        # file is the grid's experiment spec, with no rounds.
+        is_grid = not is_campaign(campaign.file)
         found.append(
             Unfinished(
-                kind="campaign",
+                kind="grid" if is_grid else "campaign",
                 id=campaign.id,
                 name=campaign.name,
                 created=campaign.created,
-                spec=_campaign_experiment(campaign.file),
+                spec=(
+                    stored_grid_spec(conn, campaign.id)
+                    if is_grid
+                    else _campaign_experiment(campaign.file)
+                ),
                 file=dict(campaign.file),
             )
         )
@@ -177,6 +186,11 @@ def _describes(wanted: Any, item: Unfinished) -> bool:
 
     if isinstance(wanted, CampaignSpec):
         return item.kind == "campaign" and _same(wanted.to_dict(), item.file)
+    if item.kind == "grid":
+        # The grid was built from the file's space, so the file no longer
+        # equals what is stored; the grid's name and metrics still tell.
+        grid_name = f"{wanted.name}-grid"
+        return (grid_name, wanted.metrics) == (item.spec.name, item.spec.metrics)
     if item.kind != "experiment":
         return False
     return _same(wanted.to_dict(), item.spec.to_dict())

@@ -3,7 +3,10 @@
 ``/`` serves one static page (``static/index.html`` with its script and
 style sheet).  Everything the page shows comes from the JSON routes under
 ``/dashboard/api``, which take the API tokens of ``/v1`` and show a token
-only its own experiments and campaigns, as ``/v1`` does.
+its own experiments and campaigns, as ``/v1`` does, and also those made
+in-process (``optiloop run --db``), which belong to no token: whoever runs
+``optiloop serve`` on a database file would want to watch the runs made on
+it.  The dashboard only reads; changing them stays with the file's owner.
 
 Sign-in: the page asks for an API token, keeps it in ``sessionStorage`` and
 sends it as ``Authorization: Bearer`` with every JSON request.  Not a
@@ -43,18 +46,16 @@ from fastapi.staticfiles import StaticFiles
 
 from optiloop.analysis.campaign import (
     CampaignPart,
-    bounds_figure,
-    campaign_history,
     comparable,
     compare_campaigns,
     comparison_tables,
-    compute_figure,
     is_grid,
     refinement_rows,
     round_parts,
 )
 from optiloop.analysis.compute import Comparison
 from optiloop.analysis.report import (
+    campaign_figures,
     experiment_figures,
     figures_json,
     plots_js,
@@ -87,13 +88,15 @@ CONTENT_SECURITY_POLICY = (
 # browser pop up its own password dialog over the page.
 BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="optiloop dashboard"'}
 
-# plotly.js is 4.8 MB; a day in the browser's cache spares most reloads,
-# and Chromium keeps compiled code for cached scripts, which halves the
-# time a page takes to start its figures.
+# plotly.js is 4.8 MB: a day in the browser's cache spares fetching it on
+# every visit.
 STATIC_MAX_AGE = 86_400
 
-# Figures of this many (experiment or campaign, version) pairs are kept.
-CACHE_SIZE = 16
+# Pages of figures (megabytes for 10,000 runs) of this many (experiment or
+# campaign, version) pairs are kept; and the overview's rows (a few hundred
+# bytes each) of this many.
+PAGE_CACHE_SIZE = 16
+ROW_CACHE_SIZE = 2048
 
 
 class _Cache:
@@ -122,7 +125,8 @@ class _Cache:
 
 def install_dashboard(app: FastAPI) -> None:
     """Serve the dashboard page, its JSON routes and its static files."""
-    app.state.dashboard_cache = _Cache(CACHE_SIZE)
+    app.state.dashboard_pages = _Cache(PAGE_CACHE_SIZE)
+    app.state.dashboard_rows = _Cache(ROW_CACHE_SIZE)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -182,8 +186,13 @@ def _store(request: Request) -> Store:
     return driver.store
 
 
-def _cache(request: Request) -> _Cache:
-    cache: _Cache = request.app.state.dashboard_cache
+def _pages(request: Request) -> _Cache:
+    cache: _Cache = request.app.state.dashboard_pages
+    return cache
+
+
+def _rows(request: Request) -> _Cache:
+    cache: _Cache = request.app.state.dashboard_rows
     return cache
 
 
@@ -201,11 +210,14 @@ SinceQuery = Annotated[
 def overview(request: Request, caller: CallerDep) -> dict[str, Any]:
     """The caller's experiments and campaigns, newest first, with progress."""
     store = _store(request)
-    experiments = store.list_experiments(owner_token_id=caller.id)
+    experiments = [
+        record for record in store.list_experiments() if _visible(record, caller)
+    ]
     rows = [_experiment_row(request, store, record) for record in reversed(experiments)]
     campaigns = [
         _campaign_row(request, store, campaign)
-        for campaign in reversed(store.list_campaigns(owner_token_id=caller.id))
+        for campaign in reversed(store.list_campaigns())
+        if _visible(campaign, caller)
     ]
     return {"experiments": rows, "campaigns": campaigns}
 
@@ -215,7 +227,7 @@ def _experiment_row(
 ) -> dict[str, Any]:
     version = _experiment_version(store, record)
     return dict(
-        _cache(request).get(
+        _rows(request).get(
             ("row", record.id, version),
             lambda: _experiment_status(store, record, version),
         )
@@ -297,11 +309,16 @@ def experiment_page(
     if since == version:
         return _json_text(json.dumps({"version": version, "changed": False}))
 
-    body = _cache(request).get(
+    body = _pages(request).get(
         ("page", record.id, version),
         lambda: _experiment_body(store, record, version),
     )
     return _json_text(body)
+
+
+def _visible(record: ExperimentRecord | CampaignRecord, caller: TokenRecord) -> bool:
+    """The caller's own, or made in-process (no token's)."""
+    return record.owner_token_id in (caller.id, None)
 
 
 def _owned_experiment(
@@ -310,7 +327,7 @@ def _owned_experiment(
     """The caller's experiment; another token's answers as a missing one."""
     experiment_id = parse_id("experiment", raw_id)
     record = store.get_experiment(experiment_id)
-    if record.owner_token_id != caller.id or record.state == "deleted":
+    if not _visible(record, caller) or record.state == "deleted":
         raise NotFoundError(f"experiment {experiment_id} not found")
     return record
 
@@ -369,9 +386,9 @@ def campaign_page(
     and its comparison with a grid search of the same space if there is one.
     """
     store = _store(request)
-    campaign = store.get_campaign(
-        parse_id("campaign", campaign_id), owner_token_id=caller.id
-    )
+    campaign = store.get_campaign(parse_id("campaign", campaign_id))
+    if not _visible(campaign, caller):
+        raise NotFoundError(f"campaign {campaign.id} not found")
     experiments = store.campaign_experiments(campaign.id)
     partner = comparison_partner(store, campaign, experiments, caller.id)
     version = _campaign_version(store, campaign, experiments)
@@ -397,14 +414,9 @@ def campaign_page(
             "refinements": refinement_rows(parts),
             "tables": _comparison_tables(store, campaign, parts, partner),
         }
-        figures = {
-            "campaign-bounds": bounds_figure(parts),
-            "campaign-compute": compute_figure(parts),
-            "campaign-history": campaign_history(parts),
-        }
-        return _with_figures(details, figures_json(figures))
+        return _with_figures(details, figures_json(campaign_figures(parts)))
 
-    return _json_text(_cache(request).get(("campaign", campaign.id, version), build))
+    return _json_text(_pages(request).get(("campaign", campaign.id, version), build))
 
 
 def comparison_partner(
@@ -416,14 +428,17 @@ def comparison_partner(
     """The campaign to compare this one with, and its experiments.
 
     For a search, the newest grid search (``optiloop grid``) of the same
-    owner over the same parameters and optimized metric; for a grid
-    search, the newest such search.  None when there is none.
+    owner (or of none: made in-process) over the same parameters and
+    optimized metric; for a grid search, the newest such search.  None
+    when there is none.
     """
     if not experiments:
         return None
     grid = all(e.campaign_role == "grid" for e in experiments)
-    for other in reversed(store.list_campaigns(owner_token_id=owner_token_id)):
+    for other in reversed(store.list_campaigns()):
         if other.id == campaign.id:
+            continue
+        if other.owner_token_id not in (owner_token_id, None):
             continue
         theirs = store.campaign_experiments(other.id)
         if not theirs or all(e.campaign_role == "grid" for e in theirs) == grid:
@@ -474,7 +489,7 @@ def _campaign_row(
     experiments = store.campaign_experiments(campaign.id)
     version = _campaign_version(store, campaign, experiments)
     return dict(
-        _cache(request).get(
+        _rows(request).get(
             ("campaign-row", campaign.id, version),
             lambda: _campaign_status(campaign, campaign_parts(store, experiments)),
         )

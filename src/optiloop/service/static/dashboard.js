@@ -226,7 +226,11 @@ async function route() {
 
 async function overviewPage() {
   show(el("p", { class: "note" }, "Loading experiments…"));
+  const mine = generation;
   const render = (body) => {
+    if (mine !== generation) {
+      return;
+    }
     show(
       el("h1", {}, "Experiments and campaigns"),
       el("h2", {}, "Campaigns"),
@@ -258,7 +262,9 @@ function experimentTable(rows) {
         "tr",
         { "data-id": row.id },
         el("td", {}, el("a", { href: `#/experiments/${row.id}` }, String(row.id))),
-        el("td", {}, el("a", { href: `#/experiments/${row.id}` }, row.name)),
+        el("td", {}, el("a", { href: `#/experiments/${row.id}` }, row.name),
+           row.campaign === null ? null
+             : el("span", { class: "note" }, ` · campaign ${row.campaign}`)),
         el("td", {}, statusBadge(row.status)),
         el("td", { class: "number" },
            `${formatNumber(row.observations)} / ${formatNumber(row.budget)}`),
@@ -307,7 +313,11 @@ function roundsText(campaign) {
 // tables come from `header(body)`, the figures follow in the server's order.
 async function figurePage(path, header) {
   show(el("p", { class: "note" }, "Loading…"));
+  const mine = generation;
   const [body] = await Promise.all([api(path), loadPlotly()]);
+  if (mine !== generation) {
+    return; // the user went elsewhere while this page loaded
+  }
   const top = el("div", { id: "page-head" });
   const views = el("div", { id: "views" });
   show(top, views);

@@ -1,0 +1,95 @@
+"""The Gaussian-process regression under the Bayesian optimizer."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.optimize import approx_fprime
+
+from optiloop.optimizers.gaussian_process import (
+    LENGTH_SCALE_PRIOR,
+    GaussianProcess,
+    _Evidence,
+    matern52,
+)
+
+
+def _data(n: int = 15) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    features = rng.random((n, 2))
+    targets = np.sin(4.0 * features[:, 0]) + features[:, 1]
+    targets = (targets - targets.mean()) / targets.std()
+    return features, targets, np.full(n, 1e-4)
+
+
+def test_matern52_matches_its_formula() -> None:
+    # Along one axis at distance d with length scale l: s = sqrt(5) d / l and
+    # k = (1 + s + s^2 / 3) e^-s; 1 at distance 0.  The second feature's
+    # length scale of 2 halves its contribution.
+    a = np.array([[0.0, 0.0]])
+    b = np.array([[0.0, 0.0], [0.3, 0.0], [0.0, 0.6]])
+
+    kernel = matern52(a, b, np.array([0.5, 1.0]))[0]
+
+    s = math.sqrt(5.0) * 0.6
+    expected = (1.0 + s + s**2 / 3.0) * math.exp(-s)
+    np.testing.assert_allclose(kernel, [1.0, expected, expected], rtol=1e-12)
+
+
+def test_the_evidence_gradient_matches_finite_differences() -> None:
+    features, targets, noise = _data()
+    evidence = _Evidence(features, targets, noise, LENGTH_SCALE_PRIOR)
+    theta = np.array([0.3, -1.0, 0.4])
+
+    _, gradient = evidence(theta)
+    numeric = approx_fprime(theta, lambda t: evidence(t)[0], 1e-6)
+
+    np.testing.assert_allclose(gradient, numeric, rtol=1e-4, atol=1e-4)
+
+
+def test_the_posterior_interpolates_nearly_exact_values() -> None:
+    # With noise variance 1e-4, the mean at a training point is within a
+    # few noise standard deviations of its value, and so is the spread.
+    features, targets, noise = _data()
+    model = GaussianProcess.fit(features, targets, noise, 1, np.random.default_rng(1))
+
+    mean, std = model.predict(features)
+
+    np.testing.assert_allclose(mean, targets, atol=0.05)
+    assert np.all(std < 0.05)
+
+
+def test_leave_one_out_mean_is_the_fit_without_that_point() -> None:
+    features, targets, noise = _data()
+    model = GaussianProcess.fit(features, targets, noise, 0, np.random.default_rng(2))
+
+    left_out = model.leave_one_out_mean()
+
+    for i in (0, 7, 14):
+        others = np.arange(len(targets)) != i
+        without = GaussianProcess.condition(
+            features[others],
+            targets[others],
+            noise[others],
+            model.amplitude,
+            model.length_scales,
+        )
+        mean, _ = without.predict(features[i : i + 1])
+        assert left_out[i] == pytest.approx(float(mean[0]), rel=1e-6, abs=1e-9)
+
+
+def test_hyperparameters_come_from_a_subset_past_the_limit() -> None:
+    # 400 points, more than MAX_FIT_POINTS: the fit still conditions on
+    # every point, so the posterior passes near each of them.
+    rng = np.random.default_rng(3)
+    features = rng.random((400, 2))
+    targets = np.sin(3.0 * features[:, 0])
+    targets = (targets - targets.mean()) / targets.std()
+
+    model = GaussianProcess.fit(features, targets, np.full(400, 1e-4), 0, rng)
+
+    assert len(model.targets) == 400
+    mean, _ = model.predict(features)
+    np.testing.assert_allclose(mean, targets, atol=0.05)
