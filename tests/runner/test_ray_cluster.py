@@ -222,3 +222,14 @@ def _jobs(pids: set[int]) -> set[int]:
         except psutil.NoSuchProcess:
             continue
     return jobs
+
+
+def test_a_process_on_one_cluster_refuses_another_address(ray_cluster: Any) -> None:
+    from optiloop.errors import OptiloopError
+    from optiloop.runner.ray_executor import connect
+
+    # The session's cluster is connected: the same address, or none, keeps it.
+    assert connect(ray_cluster.address).is_initialized()
+    assert connect(None).is_initialized()
+    with pytest.raises(OptiloopError, match="connected to the Ray cluster at"):
+        connect("127.0.0.1:1")

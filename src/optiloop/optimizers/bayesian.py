@@ -735,17 +735,8 @@ def _success_model(
         return None
     labels = np.where(succeeded, 0.5, -0.5)
     noise = np.full(len(labels), SUCCESS_LABEL_NOISE)
-    # No length-scale prior: an input along which success does not change
-    # should get a long length scale, so that a failing region is a
-    # half-space and not a row of separate spots.
     return GaussianProcess.fit(
-        features,
-        labels,
-        noise,
-        n_restarts,
-        rng,
-        SUCCESS_SHORTEST_LENGTH_SCALE,
-        length_scale_prior=None,
+        features, labels, noise, n_restarts, rng, SUCCESS_SHORTEST_LENGTH_SCALE
     )
 
 

@@ -255,7 +255,10 @@ class RayExecutor:
 def connect(address: str | None) -> Any:
     """The ``ray`` module, connected to ``address`` or to a new local cluster.
 
-    An existing connection of this process is kept, whatever its address.
+    An existing connection of this process is kept when ``address`` names
+    no cluster in particular (none, ``auto``, Ray Client's ``ray://``) or
+    names the same one; Ray lets a process talk to one cluster only, so
+    another ``host:port`` is refused.
     """
     if address is None and "ray" not in sys.modules:
         # Read when Ray is imported: keep a cluster started here on loopback.
@@ -270,6 +273,7 @@ def connect(address: str | None) -> Any:
         ) from None
 
     if ray.is_initialized():
+        _refuse_another_cluster(ray, address)
         return ray
     if address is None:
         logger.info("starting a Ray cluster on this machine")
@@ -279,6 +283,19 @@ def connect(address: str | None) -> Any:
         logger.info("connecting to the Ray cluster at %s", address)
         ray.init(address=address, log_to_driver=False)
     return ray
+
+
+def _refuse_another_cluster(ray: Any, address: str | None) -> None:
+    if address is None or address == "auto" or "://" in address:
+        return
+    connected = ray.get_runtime_context().gcs_address
+    if connected != address:
+        raise OptiloopError(
+            f"job.executor.address: this process is connected to the Ray "
+            f"cluster at {connected}, and Ray talks to one cluster per "
+            f"process, so {address} cannot be used; run this spec in a "
+            f"process of its own, or set the address to {connected}"
+        )
 
 
 def _check_reachable(address: str) -> None:
