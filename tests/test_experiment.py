@@ -552,3 +552,57 @@ def test_specs_that_would_break_at_run_time_are_refused(
 ) -> None:
     with pytest.raises(SpecError, match=message):
         parse_spec(spec)
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("observation_budget", "observation_budget"),
+        ("parallel_bandwidth", "parallel_bandwidth"),
+        ("seeds_per_point", "seeds_per_point"),
+        ("parameters.1.bounds.min", "parameters[1].bounds.min"),
+        ("parameters.0.bounds.max", "parameters[0].bounds.max"),
+        ("metrics.0.threshold", "metrics[0].threshold"),
+    ],
+)
+def test_true_and_false_are_not_numbers(path: str, field: str) -> None:
+    with pytest.raises(SpecError) as refused:
+        parse_spec(spec_with(path, True))
+
+    assert f"{field}: must be a number, got true" in str(refused.value)
+
+
+def test_int_bounds_beyond_two_to_the_53_are_refused() -> None:
+    with pytest.raises(SpecError, match=r"bounds.max of int parameter 'epochs' "):
+        parse_spec(spec_with("parameters.1.bounds.max", 1e29))
+    with pytest.raises(SpecError, match=r"bounds.min .* within \+-2\*\*53"):
+        parse_spec(spec_with("parameters.1.bounds.min", -(2**53) - 2))
+
+    widest = parse_spec(spec_with("parameters.1.bounds", {"min": 0, "max": 2**53}))
+    assert widest.parameters[1].to_parameter().high == 2**53  # type: ignore[union-attr]
+
+
+def test_repeats_are_found_and_listed_briefly_in_long_lists() -> None:
+    values = [f"v{i}" for i in range(20_000)] + ["v7", "v3", "v19999"] + ["v8"] * 3
+    categorical = {"name": "c", "type": "categorical", "categorical_values": values}
+
+    with pytest.raises(SpecError) as refused:
+        parse_spec(spec_with("parameters.1", categorical))
+
+    message = str(refused.value)
+    # Sorted as strings: v19999, v3, v7, v8; all four listed, no more.
+    assert "got ['v19999', 'v3', 'v7', 'v8'] more than once" in message
+
+    many = [{"name": f"m{i}", "objective": "minimize"} for i in range(5_000)]
+    with pytest.raises(SpecError) as repeated:
+        parse_spec(spec_with("metrics", many + many[:8]))
+    message = str(repeated.value)
+    assert "got ['m0', 'm1', 'm2', 'm3', 'm4', ... 3 more] more than once" in message
+
+    with pytest.raises(SpecError) as too_many:
+        parse_spec(spec_with("metrics", many))
+    message = str(too_many.value)
+    assert (
+        "at most two metrics, got 5000: ['m0', 'm1', 'm2', 'm3', 'm4', ... " in message
+    )
+    assert len(message) < 300

@@ -46,14 +46,16 @@ import json
 import math
 import re
 import string
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -86,6 +88,27 @@ _POW2_RTOL = 1e-9
 _IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
+def _refuse_bool(value: object) -> object:
+    # pydantic reads true as 1 in a number field; a spec never means that.
+    if isinstance(value, bool):
+        raise ValueError(
+            f"must be a number, got {str(value).lower()}; true and false are "
+            "not numbers"
+        )
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_refuse_bool)]
+Number = Annotated[float, BeforeValidator(_refuse_bool)]
+
+# Item types of the lists checked for repeats.
+_Item = TypeVar("_Item", str, float)
+
+# Int bounds are read as floats; beyond 2**53 a float skips integers, so a
+# bound of 1e29 would be stored as some other whole number.
+MAX_EXACT_INT = 2**53
+
+
 class _Strict(BaseModel):
     """Refuses unknown fields, so a typo is an error instead of a silent no-op."""
 
@@ -95,16 +118,16 @@ class _Strict(BaseModel):
 
 
 class Bounds(_Strict):
-    min: float
-    max: float
+    min: Number
+    max: Number
 
 
 class Pow2Grid(_Strict):
     """The grid ``base * 2**n`` for the integers ``n`` that land in [min, max]."""
 
-    base: float = Field(gt=0)
-    min: float = Field(gt=0)
-    max: float = Field(gt=0)
+    base: Number = Field(gt=0)
+    min: Number = Field(gt=0)
+    max: Number = Field(gt=0)
 
     def expand(self) -> list[float]:
         lowest = math.ceil(math.log2(self.min / self.base) - _POW2_RTOL)
@@ -121,7 +144,7 @@ class ParameterSpec(_Strict):
     type: Literal["int", "double", "categorical"]
     bounds: Bounds | None = None
     transformation: Literal["none", "log"] | None = None
-    grid: list[float] | None = None
+    grid: list[Number] | None = None
     grid_pow2: Pow2Grid | None = None
     categorical_values: list[str | CategoricalValue] | None = None
 
@@ -191,11 +214,11 @@ class ParameterSpec(_Strict):
                 f"categorical_values must list at least one value for {where}, "
                 "got none; add the categories"
             )
-        repeated = sorted({c for c in categories if categories.count(c) > 1})
+        repeated = _repeated(categories)
         if repeated:
             raise ValueError(
                 f"categorical_values must be distinct for {where}, got "
-                f"{repeated} more than once; list each value once"
+                f"{_first_few(repeated)} more than once; list each value once"
             )
 
     def _check_numeric(self) -> None:
@@ -241,6 +264,13 @@ class ParameterSpec(_Strict):
         if self.type == "int":
             for end in ("min", "max"):
                 value = getattr(bounds, end)
+                if abs(value) > MAX_EXACT_INT:
+                    raise ValueError(
+                        f"bounds.{end} of int {where} must lie within "
+                        f"+-2**53 ({MAX_EXACT_INT}), got {value}; beyond it "
+                        "not every integer is exact, so narrow the bounds or "
+                        "use type: double"
+                    )
                 if value != int(value):
                     raise ValueError(
                         f"bounds.{end} of int {where} must be an integer, got "
@@ -266,11 +296,11 @@ class ParameterSpec(_Strict):
                 f"the grid of {where} is empty; list at least one value "
                 "(or widen grid_pow2's min and max)"
             )
-        repeated = sorted({v for v in grid if grid.count(v) > 1})
+        repeated = _repeated(grid)
         if repeated:
             raise ValueError(
-                f"grid values must be distinct for {where}, got {repeated} "
-                "more than once; list each value once"
+                f"grid values must be distinct for {where}, got "
+                f"{_first_few(repeated)} more than once; list each value once"
             )
         if self.type == "int":
             fractional = [v for v in grid if v != int(v)]
@@ -293,7 +323,7 @@ class MetricSpec(_Strict):
     name: str
     objective: Literal["minimize", "maximize"] = "maximize"
     strategy: Literal["optimize", "constraint", "store"] = "optimize"
-    threshold: float | None = None
+    threshold: Number | None = None
 
     @field_validator("name")
     @classmethod
@@ -338,7 +368,7 @@ class ConvergeSpec(_Strict):
     )
 
     metric: str
-    target: float
+    target: Number
     objective: Literal["minimize", "maximize"] = "maximize"
     as_: str = Field(default="converge_epoch", alias="as")
     stop: bool = False
@@ -382,8 +412,8 @@ class EvaluationSpec(_Strict):
     ``{period: 4, offset: 2}`` means evaluations at epochs 3, 7, 11, ...
     """
 
-    period: int = Field(default=1, ge=1)
-    offset: int = Field(default=0, ge=0)
+    period: Int = Field(default=1, ge=1)
+    offset: Int = Field(default=0, ge=0)
 
     @property
     def first(self) -> int:
@@ -423,8 +453,8 @@ class PruneSpec(_Strict):
     """
 
     enabled: bool = False
-    margin: float = Field(default=0.1, ge=0)
-    min_reference_runs: int = Field(default=5, ge=1)
+    margin: Number = Field(default=0.1, ge=0)
+    min_reference_runs: Int = Field(default=5, ge=1)
 
 
 class ResourcesSpec(_Strict):
@@ -434,9 +464,9 @@ class ResourcesSpec(_Strict):
     ``{gaudi: 8}``; a run is placed only on a node that has all of them free.
     """
 
-    num_cpus: float = Field(default=1, ge=0)
-    num_gpus: float = Field(default=0, ge=0)
-    custom: dict[str, float] = Field(default_factory=dict)
+    num_cpus: Number = Field(default=1, ge=0)
+    num_gpus: Number = Field(default=0, ge=0)
+    custom: dict[str, Number] = Field(default_factory=dict)
 
     @field_validator("custom")
     @classmethod
@@ -470,10 +500,10 @@ class ExecutorSpec(_Strict):
     kind: Literal["local", "ray"] = "local"
     address: str | None = None
     cluster: str = Field(default="local", pattern=r"\S")
-    nodes: int = Field(default=1, ge=1)
-    devices: int = Field(default=1, ge=0)
+    nodes: Int = Field(default=1, ge=1)
+    devices: Int = Field(default=1, ge=0)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
-    max_retries: int = Field(default=1, ge=0, le=100)
+    max_retries: Int = Field(default=1, ge=0, le=100)
 
 
 class JobSpec(_Strict):
@@ -490,8 +520,8 @@ class JobSpec(_Strict):
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
     evaluation: EvaluationSpec | None = None
     prune: PruneSpec | None = None
-    timeout_seconds: float | None = Field(default=None, gt=0)
-    seed_base: int = 0
+    timeout_seconds: Number | None = Field(default=None, gt=0)
+    seed_base: Int = 0
     executor: ExecutorSpec | None = None
 
     def placeholders(self) -> list[str]:
@@ -507,9 +537,9 @@ class ExperimentSpec(_Strict):
     type: Strategy = "offline"
     parameters: list[ParameterSpec] = Field(min_length=1)
     metrics: list[MetricSpec] = Field(min_length=1)
-    observation_budget: int | None = Field(default=None, ge=1)
-    parallel_bandwidth: int = Field(default=1, ge=1)
-    seeds_per_point: int = Field(default=1, ge=1, le=1000)
+    observation_budget: Int | None = Field(default=None, ge=1)
+    parallel_bandwidth: Int = Field(default=1, ge=1)
+    seeds_per_point: Int = Field(default=1, ge=1, le=1000)
     metadata: dict[str, Any] | None = None
 
     @field_validator("metadata")
@@ -562,13 +592,14 @@ class ExperimentSpec(_Strict):
         if not optimized:
             raise ValueError(
                 "metrics must include at least one with strategy: optimize, got "
-                f"{[m.name for m in self.metrics]} all constraint or store; "
-                "mark the metric to optimize"
+                f"{_first_few([m.name for m in self.metrics])} all constraint "
+                "or store; mark the metric to optimize"
             )
         if len(optimized) > 2:
             raise ValueError(
-                f"metrics may optimize at most two metrics, got {optimized}; "
-                "make the others constraints or stored metrics"
+                f"metrics may optimize at most two metrics, got "
+                f"{len(optimized)}: {_first_few(optimized)}; make the others "
+                "constraints or stored metrics"
             )
         if self.type == "grid":
             self.space().check_grid_size()
@@ -604,7 +635,8 @@ class ExperimentSpec(_Strict):
                 if name not in metric_names:
                     raise ValueError(
                         f"{where} names metric {name!r}, which the experiment "
-                        f"does not define; metrics are {metric_names}; add it "
+                        f"does not define; metrics are {_first_few(metric_names)}; "
+                        "add it "
                         "to metrics or fix the name"
                     )
             converge = job.converge
@@ -944,12 +976,25 @@ def _check_name(name: str) -> str:
 
 
 def _refuse_repeats(field_name: str, names: list[str]) -> None:
-    repeated = sorted({n for n in names if names.count(n) > 1})
+    repeated = _repeated(names)
     if repeated:
         raise ValueError(
-            f"{field_name} names must be distinct, got {repeated} more than "
-            "once; rename or remove the copies"
+            f"{field_name} names must be distinct, got {_first_few(repeated)} "
+            "more than once; rename or remove the copies"
         )
+
+
+def _repeated(items: Sequence[_Item]) -> list[_Item]:
+    """The items listed more than once, sorted; linear in the list's length."""
+    return sorted(item for item, count in Counter(items).items() if count > 1)
+
+
+def _first_few(items: Sequence[object], shown: int = 5) -> str:
+    """``items`` for a message, the first few only: a spec may list thousands."""
+    listed = repr(list(items[:shown]))
+    if len(items) > shown:
+        listed = f"{listed[:-1]}, ... {len(items) - shown} more]"
+    return listed
 
 
 def _describe(error: ValidationError) -> str:

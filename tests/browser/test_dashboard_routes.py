@@ -162,3 +162,61 @@ def test_runs_made_in_process_show_to_every_token(
     assert client.get(f"/dashboard/api/experiments/{local}", headers=theirs).is_success
     assert client.get(f"/dashboard/api/campaigns/{campaign}", headers=theirs).is_success
     assert client.get(f"/dashboard/api/experiments/{mine}", headers=theirs).is_error
+
+
+def test_an_edit_or_a_delete_changes_the_page(
+    served: tuple[TestClient, Store, dict[str, str], int],
+) -> None:
+    # Neither changes the counts of a page's version; the store's updated
+    # time must carry them (a DELETE then a POST leaves the counts equal).
+    client, _, headers, experiment = served
+    auth = {"Authorization": headers["mine"]}
+    runs = f"/v1/experiments/{experiment}/observations"
+    page = f"/dashboard/api/experiments/{experiment}"
+
+    def report(accuracy: float, epochs: float) -> int:
+        answer = client.post(
+            runs,
+            headers=auth,
+            json={
+                "assignments": {"lr": 0.01, "depth": 2, "optimizer": "adam"},
+                "values": [
+                    {"name": "accuracy", "value": accuracy},
+                    {"name": "epochs", "value": epochs},
+                ],
+            },
+        )
+        answer.raise_for_status()
+        return int(answer.json()["id"])
+
+    best = report(0.95, 10.0)
+    report(0.92, 20.0)
+    first = client.get(page, headers=auth).json()
+    assert first["best"][0]["observation"] == best
+
+    # Below the 0.9 accuracy threshold: the other run is now the best.
+    client.put(
+        f"{runs}/{best}",
+        headers=auth,
+        json={
+            "values": [
+                {"name": "accuracy", "value": 0.5},
+                {"name": "epochs", "value": 10.0},
+            ]
+        },
+    ).raise_for_status()
+    edited = client.get(page, params={"since": first["version"]}, headers=auth)
+    edited_body = edited.json()
+    assert edited_body["changed"] is True
+    assert edited_body["version"] != first["version"]
+    assert edited_body["best"][0]["values"] == {"accuracy": 0.92, "epochs": 20.0}
+    assert edited_body["observations"] == first["observations"] == 2
+
+    client.delete(f"{runs}/{best}", headers=auth).raise_for_status()
+    report(0.97, 15.0)
+    replaced = client.get(
+        page, params={"since": edited_body["version"]}, headers=auth
+    ).json()
+    assert replaced["changed"] is True
+    assert replaced["observations"] == 2
+    assert replaced["best"][0]["values"] == {"accuracy": 0.97, "epochs": 15.0}

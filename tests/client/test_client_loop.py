@@ -170,3 +170,21 @@ def test_parallel_writers_on_one_file_lose_nothing(
     assert errors == []
     with Connection(db=db_url) as check:
         assert check.experiments(experiment.id).observations().fetch().count == 40
+
+
+def test_ranked_best_assignments_list_feasible_points_best_first(
+    conn: Connection, make_spec: SpecMaker
+) -> None:
+    experiment = conn.experiments().create(**make_spec())
+    observations = conn.experiments(experiment.id).observations()
+    # Exact values (no stddev): the ranking is by the measured y, minimized.
+    for x, y in [(0.1, 3.0), (0.2, 1.0), (0.3, 2.0)]:
+        point = {"x": x, "n": 1, "kind": "plain"}
+        observations.create(assignments=point, values=[{"name": "y", "value": y}])
+    observations.create(assignments={"x": 0.4, "n": 1, "kind": "plain"}, failed=True)
+
+    best = conn.experiments(experiment.id).best_assignments()
+
+    assert [b.assignments["x"] for b in best.fetch(ranked=2)] == [0.2, 0.3]
+    assert [b.assignments["x"] for b in best.fetch(ranked=10)] == [0.2, 0.3, 0.1]
+    assert [b.assignments["x"] for b in best.fetch()] == [0.2]

@@ -18,6 +18,7 @@ from optiloop.optimizers.bayesian import (
     log_expected_hypervolume_improvement,
     log_expected_improvement,
     posterior_best,
+    posterior_ranking,
 )
 from optiloop.space import Assignments
 from optiloop.workloads import functions
@@ -652,6 +653,51 @@ def test_the_posterior_best_is_not_one_lucky_noisy_mean() -> None:
     [best] = posterior_best(spec, observations)
 
     assert abs(float(best.assignments["x"]) - 0.7) <= 0.1
+
+
+def test_the_posterior_ranking_puts_the_lucky_mean_behind_its_valley() -> None:
+    # The same 21 noisy measurements of (x - 0.7)^2: ranked by posterior
+    # mean, the three best are the points nearest 0.7, and the lucky
+    # x = 0.1 falls behind them; every observation is ranked once.
+    spec = parse_spec(
+        {
+            "parameters": [
+                {"name": "x", "type": "double", "bounds": {"min": 0, "max": 1}}
+            ],
+            "metrics": [{"name": "y", "objective": "minimize"}],
+        }
+    )
+    rng = np.random.default_rng(0)
+    xs = np.linspace(0.0, 1.0, 21)
+    measured = (xs - 0.7) ** 2 + 0.02 * rng.standard_normal(len(xs))
+    measured[2] = (0.1 - 0.7) ** 2 - 0.4
+    observations = [
+        Observation(assignments={"x": float(x)}, values=(MetricValue("y", v, 0.1),))
+        for x, v in zip(xs, measured)
+    ]
+
+    ranked = posterior_ranking(spec, observations)
+
+    assert sorted(id(o) for o in ranked) == sorted(id(o) for o in observations)
+    assert ranked[:1] == posterior_best(spec, observations)
+    top = [float(o.assignments["x"]) for o in ranked[:3]]
+    assert all(abs(x - 0.7) <= 0.1 for x in top)
+    assert ranked.index(observations[2]) >= 3
+
+
+def test_exact_measurements_rank_by_value_with_ties_kept_in_order() -> None:
+    spec = _unit_square([{"name": "f", "objective": "maximize"}])
+    values = [0.2, 0.9, 0.5, 0.9, 0.1]
+    observations = [
+        Observation(
+            assignments={"x1": i / 10, "x2": 0.0}, values=(MetricValue("f", v),)
+        )
+        for i, v in enumerate(values)
+    ]
+
+    ranked = posterior_ranking(spec, observations)
+
+    assert [observations.index(o) for o in ranked] == [1, 3, 2, 0, 4]
 
 
 def test_the_posterior_front_of_two_objectives_is_non_dominated() -> None:

@@ -140,7 +140,7 @@ def test_idempotency_key_creates_one_object(
     assert api.get(f"{url}/suggestions").json()["count"] == 1
 
     elsewhere = api.post("/v1/experiments", json=spec, headers=headers)
-    assert_error(elsewhere, 400, "retry-1", "new key")
+    assert_error(elsewhere, 422, "retry-1", "new key")
 
 
 def test_idempotency_key_after_a_refusal_may_be_retried(

@@ -185,6 +185,46 @@ def test_counts_tell_failed_and_open_apart(store: Store, spec: ExperimentSpec) -
     assert counts.open_suggestions == 1
 
 
+def test_every_change_of_a_run_moves_updated_forward(
+    store: Store, spec: ExperimentSpec
+) -> None:
+    # A reader that caches by (counts, updated) must see an edit or a
+    # delete-then-add, which leave the counts as they were.
+    experiment_id = store.create_experiment(spec)
+    point = {"lr": 0.5, "depth": 2}
+    loss = (MetricValue("loss", 1.0),)
+    times = [store.get_experiment(experiment_id).updated]
+
+    def changed() -> None:
+        times.append(store.get_experiment(experiment_id).updated)
+
+    suggestion = store.add_suggestion(experiment_id, point)
+    changed()
+    picked = store.add_suggestion_atomically(experiment_id, lambda *_: point)
+    assert picked is not None
+    changed()
+    store.delete_suggestion(experiment_id, picked.id)
+    changed()
+    observation = store.add_observation(
+        experiment_id, point, loss, suggestion_id=suggestion.id
+    )
+    assert observation.id is not None
+    changed()
+    store.update_observation(
+        experiment_id, observation.id, (), failed=True, metadata={}
+    )
+    changed()
+    store.delete_observation(experiment_id, observation.id)
+    changed()
+    store.add_observation(experiment_id, point, loss)
+    changed()
+    store.add_suggestion(experiment_id, point)
+    store.delete_open_suggestions(experiment_id)
+    changed()
+
+    assert all(before < after for before, after in zip(times, times[1:])), times
+
+
 def test_deleted_experiment_keeps_its_history(
     store: Store, spec: ExperimentSpec
 ) -> None:

@@ -5,7 +5,7 @@
 // between two heavy figures instead of freezing until all are drawn.  The
 // parallel coordinates (WebGL) and a history of thousands of runs take a
 // second or more each in a browser without a GPU; only the ones in view
-// are on the path to a usable page.
+// are on the path to a usable page.  Printing draws every figure first.
 //
 // Every view div carries data-state: "waiting", then "drawn" (tests and
 // benchmarks read it).  A figure given again for a drawn
@@ -95,15 +95,32 @@
     }
   }
 
-  // Draw every waiting figure, in view or not.  Printing shows only the
-  // figures drawn so far, so a page to be printed calls this first.
+  // Draw every waiting figure now, in view or not.  A printout shows only
+  // the figures drawn, and the browser lays out the printed page as soon
+  // as the print event's handlers return: so here every figure is drawn
+  // before returning, not one per task.
   function drawAll() {
-    for (const div of waiting.keys()) {
+    const items = Array.from(waiting);
+    waiting.clear();
+    queue.length = 0;
+    for (const [div, item] of items) {
       if (observer !== null) {
         observer.unobserve(div);
       }
-      enqueue(div);
+      draw(div, item.figure, item.config);
     }
+  }
+
+  // window.print() and the browser's print command fire "beforeprint";
+  // print media (print preview, or a headless browser printing to PDF)
+  // switch the media query.
+  window.addEventListener("beforeprint", drawAll);
+  if (window.matchMedia) {
+    window.matchMedia("print").addEventListener("change", function (event) {
+      if (event.matches) {
+        drawAll();
+      }
+    });
   }
 
   window.optiloopPlots = { show: show, drawAll: drawAll };

@@ -72,7 +72,9 @@ class Driver(Protocol):
 
     def list_observations(self, experiment_id: int) -> Json: ...
 
-    def best_assignments(self, experiment_id: int) -> Json: ...
+    def best_assignments(
+        self, experiment_id: int, ranked: int | None = None
+    ) -> Json: ...
 
     def create_campaign(self, body: Mapping[str, Any]) -> Json: ...
 
@@ -348,10 +350,14 @@ class BestAssignmentsResource:
         self._driver = driver
         self._experiment_id = experiment_id
 
-    def fetch(self) -> Pagination[BestAssignments]:
+    def fetch(self, ranked: int | None = None) -> Pagination[BestAssignments]:
         """The best feasible point, or the Pareto front when two metrics are
-        optimized; failed and threshold-missing observations never appear."""
-        answer = self._driver.best_assignments(self._experiment_id)
+        optimized; failed and threshold-missing observations never appear.
+
+        ``ranked=K`` (optiloop's extension) asks for the K best feasible
+        points instead, best first by the first optimized metric.
+        """
+        answer = self._driver.best_assignments(self._experiment_id, ranked)
         return Pagination(answer, BestAssignments)
 
 

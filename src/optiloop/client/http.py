@@ -123,8 +123,12 @@ class HttpDriver:
     def list_observations(self, experiment_id: int) -> Json:
         return self._list(f"/experiments/{experiment_id}/observations", {})
 
-    def best_assignments(self, experiment_id: int) -> Json:
-        return self._list(f"/experiments/{experiment_id}/best_assignments", {})
+    def best_assignments(self, experiment_id: int, ranked: int | None = None) -> Json:
+        path = f"/experiments/{experiment_id}/best_assignments"
+        if ranked is not None:
+            # One page, in rank order (the server does not page it by id).
+            return self._get(path, {"ranked": ranked})
+        return self._list(path, {})
 
     # Campaigns (optiloop's own routes)
 

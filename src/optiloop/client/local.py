@@ -29,6 +29,7 @@ Rules kept here:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -54,7 +55,6 @@ from optiloop.experiment import (
     ExperimentSpec,
     Observation,
     Suggestion,
-    best_observations,
     check_values,
     parse_spec,
 )
@@ -107,6 +107,11 @@ CAMPAIGN_EXPERIMENT_FIELDS = (
 CAMPAIGN_ROLES = ("round", "validation", "grid")
 WARM_START_FIELDS = ("assignments", "values", "failed", "metadata")
 
+# Deeper JSON is refused before any rule reads it: Python's encoders and
+# validators recurse once per level and give up near a thousand, and no
+# spec or metadata of a real experiment needs more than a handful.
+MAX_NESTING = 64
+
 # Spreads the seeds of different experiments far apart; a prime, so that
 # experiment k's seeds never line up with experiment k + 1's.
 SEED_STRIDE = 1_000_003
@@ -120,6 +125,61 @@ def experiment_seed(experiment_id: int) -> int:
     need fresh draws per call mix in how many points are already used.
     """
     return experiment_id * SEED_STRIDE
+
+
+def check_plain_data(data: object) -> None:
+    """Refuse what no database stores, before any rule reads ``data``.
+
+    JSON nested deeper than ``MAX_NESTING`` levels, NUL characters (which
+    PostgreSQL refuses in text) and lone surrogates (which no UTF-8
+    encoder writes) answer a ``SpecError`` naming the field, in keys and
+    values alike.  Walked with a list rather than recursion, so that the
+    depth of the data cannot exhaust Python's stack.
+    """
+    pending: list[tuple[object, str, int]] = [(data, "", 0)]
+    while pending:
+        item, where, depth = pending.pop()
+        if isinstance(item, str):
+            _check_text(where or "value", item)
+            continue
+        if isinstance(item, Mapping):
+            children = []
+            for key, value in item.items():
+                key_where = f"{where}.{key}" if where else str(key)
+                if isinstance(key, str):
+                    _check_text(f"{key_where} (a key)", key)
+                children.append((value, key_where))
+        elif isinstance(item, (list, tuple)):
+            children = [(value, f"{where}[{i}]") for i, value in enumerate(item)]
+        else:
+            continue
+        if depth >= MAX_NESTING:
+            top = re.split(r"[.\[]", where, maxsplit=1)[0] or "request body"
+            raise SpecError(
+                f"{top}: nested more than {MAX_NESTING} levels deep; this "
+                "server stores flatter data, so flatten it"
+            )
+        pending.extend((value, path, depth + 1) for value, path in children)
+
+
+def _check_text(where: str, text: str) -> None:
+    if "\x00" in text:
+        raise SpecError(
+            f"{_printable(where)}: contains a NUL character (\\u0000), which "
+            "the database cannot store; remove it"
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SpecError(
+            f"{_printable(where)}: contains a lone surrogate (\\ud800 to "
+            "\\udfff), which is not text; send valid UTF-8"
+        ) from None
+
+
+def _printable(where: str) -> str:
+    """A field path safe to put in an answer: a bad key shows escaped."""
+    return where.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00")
 
 
 def parse_id(kind: str, raw: object) -> int:
@@ -179,6 +239,7 @@ class LocalDriver:
         self, body: Mapping[str, Any], owner_token_id: int | None = None
     ) -> Json:
         """Validate a spec and store it as a new experiment."""
+        check_plain_data(body)
         spec = parse_spec(body)
         experiment_id = self.store.create_experiment(spec, owner_token_id)
         return self.get_experiment(experiment_id)
@@ -210,6 +271,7 @@ class LocalDriver:
 
     def update_experiment(self, experiment_id: int, body: Mapping[str, Any]) -> Json:
         """Change the fields SigOpt lets change; the rest of the spec stays."""
+        check_plain_data(body)
         _refuse_unknown("experiment", body, EXPERIMENT_UPDATE_FIELDS, "update")
         record = self._active_experiment(experiment_id)
 
@@ -241,7 +303,7 @@ class LocalDriver:
         def choose(
             observations: list[Observation], pending: list[Suggestion], made: int
         ) -> Assignments | None:
-            _check_budget(experiment_id, spec, observations, pending)
+            _check_budget(experiment_id, spec, len(observations), len(pending))
             _check_bandwidth(experiment_id, spec, pending)
             points = optimizer.suggest(
                 spec,
@@ -294,6 +356,7 @@ class LocalDriver:
         ``values`` (or ``value`` and ``value_stddev`` for a single metric),
         ``failed`` and ``metadata``.
         """
+        check_plain_data(body)
         _refuse_unknown("observation", body, OBSERVATION_FIELDS, "create")
         spec = self._active_experiment(experiment_id).spec
 
@@ -324,6 +387,7 @@ class LocalDriver:
         Fields left out keep their stored value; marking an observation
         failed drops its values.  Its point (suggestion, assignments) stays.
         """
+        check_plain_data(body)
         _refuse_unknown("observation", body, OBSERVATION_UPDATE_FIELDS, "update")
         spec = self._active_experiment(experiment_id).spec
         stored = self.store.get_observation(experiment_id, observation_id)
@@ -350,11 +414,23 @@ class LocalDriver:
         observations = self.store.list_observations(experiment_id)
         return pagination_json([observation_json(o) for o in observations])
 
-    def best_assignments(self, experiment_id: int) -> Json:
-        """The best feasible points: one, or the Pareto front of two metrics."""
+    def best_assignments(self, experiment_id: int, ranked: int | None = None) -> Json:
+        """The best feasible points: one, or the Pareto front of two metrics.
+
+        Judged by the models' posterior means, so that one lucky mean over
+        noisy seeds does not win.  ``ranked``, optiloop's extension, asks
+        instead for that many feasible points, best first by the first
+        optimized metric's posterior mean.
+        """
+        # The optimizers bring scipy; import them when first needed.
+        from optiloop.optimizers import posterior_best, posterior_ranking
+
         spec = self.store.get_experiment(experiment_id).spec
         observations = self.store.list_observations(experiment_id)
-        best = best_observations(spec, observations)
+        if ranked is None:
+            best = posterior_best(spec, observations)
+        else:
+            best = posterior_ranking(spec, observations)[:ranked]
         return pagination_json([best_assignments_json(o) for o in best])
 
     # Campaigns
@@ -363,6 +439,7 @@ class LocalDriver:
         self, body: Mapping[str, Any], owner_token_id: int | None = None
     ) -> Json:
         """Store a campaign from its file; ``name`` defaults to the file's."""
+        check_plain_data(body)
         _refuse_unknown("campaign", body, CAMPAIGN_FIELDS, "create")
         file = _plain_mapping("file", body.get("file"))
         if file is None:
@@ -393,6 +470,7 @@ class LocalDriver:
         owner_token_id: int | None = None,
     ) -> Json:
         """Change a campaign's ``state`` or ``result``; its file stays."""
+        check_plain_data(body)
         _refuse_unknown("campaign", body, CAMPAIGN_UPDATE_FIELDS, "update")
         self.store.get_campaign(campaign_id, owner_token_id)
         state = body.get("state")
@@ -431,6 +509,7 @@ class LocalDriver:
         ``{"assignments": ...}``, stored open).  Both lists together stay
         within the spec's observation budget.
         """
+        check_plain_data(body)
         _refuse_unknown("experiment", body, CAMPAIGN_EXPERIMENT_FIELDS, "create")
         self.store.get_campaign(campaign_id, owner_token_id)
         spec_body = _plain_mapping("experiment", body.get("experiment"))
@@ -509,7 +588,23 @@ class LocalDriver:
                     "assignments must map parameter names to values, got "
                     f"{raw_assignments!r}"
                 )
-            return None, spec.space().check_assignments(raw_assignments)
+            assignments = spec.space().check_assignments(raw_assignments)
+            # A point of the caller's own is one more observation, so it is
+            # held to the budget as a suggestion is.  Counted outside the
+            # transaction that stores it: two such requests racing for the
+            # last place may both pass.
+            counts = self.store.counts(experiment_id)
+            _check_budget(
+                experiment_id, spec, counts.observations, counts.open_suggestions
+            )
+            return None, assignments
+
+        if not _looks_like_id(raw_suggestion):
+            raise SpecError(
+                f"suggestion must be a suggestion's id, a whole number or its "
+                f"string, got {raw_suggestion!r}; pass the id the suggestion "
+                "was created with"
+            )
 
         # Checked here for a clear message before any work; the store checks
         # again in the transaction that closes the suggestion.
@@ -540,6 +635,14 @@ class LocalDriver:
         )
 
 
+def _looks_like_id(raw: object) -> bool:
+    """Whether ``raw`` is an id in form (an int or a string of digits);
+    whether such an object exists is the store's to say."""
+    if isinstance(raw, str):
+        return raw.strip().isascii() and raw.strip().isdigit()
+    return isinstance(raw, int) and not isinstance(raw, bool)
+
+
 def _check_bandwidth(
     experiment_id: int, spec: ExperimentSpec, pending: Sequence[Suggestion]
 ) -> None:
@@ -554,22 +657,19 @@ def _check_bandwidth(
 
 
 def _check_budget(
-    experiment_id: int,
-    spec: ExperimentSpec,
-    observations: Sequence[Observation],
-    pending: Sequence[Suggestion],
+    experiment_id: int, spec: ExperimentSpec, observed: int, pending: int
 ) -> None:
-    """Refuse a suggestion that could take the experiment past its budget.
+    """Refuse a new point that could take the experiment past its budget.
 
     Open suggestions count: each will become an observation.
     """
     budget = spec.observation_budget
     if budget is None:
         return
-    if len(observations) + len(pending) >= budget:
+    if observed + pending >= budget:
         raise BudgetSpentError(
             f"observation budget spent for experiment {experiment_id}: "
-            f"{len(observations)} observed + {len(pending)} open suggestions "
+            f"{observed} observed + {pending} open suggestions "
             f">= observation_budget {budget}; observe the open suggestions or "
             "raise the budget"
         )

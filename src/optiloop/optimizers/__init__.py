@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from optiloop.errors import SpecError
 from optiloop.optimizers.base import Optimizer
-from optiloop.optimizers.bayesian import BayesianOptimizer, posterior_best
+from optiloop.optimizers.bayesian import (
+    BayesianOptimizer,
+    posterior_best,
+    posterior_ranking,
+)
 from optiloop.optimizers.grid import GridOptimizer
 from optiloop.optimizers.random import RandomOptimizer
 from optiloop.optimizers.sobol import SobolOptimizer
@@ -23,6 +27,7 @@ __all__ = [
     "SobolOptimizer",
     "get_optimizer",
     "posterior_best",
+    "posterior_ranking",
 ]
 
 _STRATEGIES: dict[str, type[Optimizer]] = {

@@ -591,6 +591,47 @@ def posterior_best(
     Without any reported noise the measurements are exact, and this is
     ``best_observations``.
     """
+    if len(spec.optimized_metrics) == 1:
+        return posterior_ranking(spec, observations)[:1]
+
+    posterior = _posterior_means(spec, observations)
+    if posterior is None:
+        return best_observations(spec, observations)
+    rows, means, likely = posterior
+    if likely.any():
+        rows, means = rows[likely], means[likely]
+    return [observations[rows[i]] for i in np.flatnonzero(_pareto_mask(means))]
+
+
+def posterior_ranking(
+    spec: ExperimentSpec, observations: Sequence[Observation]
+) -> list[Observation]:
+    """Every feasible observation, best first by the first optimized
+    metric's posterior mean (``posterior_best``'s rule); the points the
+    success model doubts come after the others.  Without reported noise,
+    or with fewer than two feasible observations, by the measured values
+    (ties keep the earliest).
+    """
+    metric = spec.optimized_metrics[0]
+    posterior = _posterior_means(spec, observations)
+    if posterior is None:
+        feasible = [o for o in observations if is_feasible(spec, o)]
+        return sorted(feasible, key=lambda o: metric.to_minimize(_value(o, metric)))
+
+    rows, means, likely = posterior
+    # Stable sorts: likely points first, each group by its posterior mean.
+    order = sorted(range(len(rows)), key=lambda i: (not likely[i], means[i, 0]))
+    return [observations[rows[i]] for i in order]
+
+
+def _posterior_means(
+    spec: ExperimentSpec, observations: Sequence[Observation]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The feasible rows, the objective models' posterior means there
+    (``(n, metrics)``, on the ``to_minimize`` scale) and whether the success
+    model finds each row likely.  None when the measurements are exact or
+    fewer than two rows are feasible.
+    """
     feasible_rows = [i for i, o in enumerate(observations) if is_feasible(spec, o)]
     noisy = any(
         _stddev(o, m) > 0
@@ -599,7 +640,7 @@ def posterior_best(
         for m in spec.optimized_metrics
     )
     if len(feasible_rows) < 2 or not noisy:
-        return best_observations(spec, observations)
+        return None
 
     with threadpool_limits(limits=1):
         space = spec.space()
@@ -616,12 +657,7 @@ def posterior_best(
             others = problem.success.leave_one_out_mean()[feasible_rows]
             likely = others >= 0.0
 
-    rows = np.array(feasible_rows)
-    if likely.any():
-        rows, means = rows[likely], means[likely]
-    if means.shape[1] == 1:
-        return [observations[rows[int(np.argmin(means[:, 0]))]]]
-    return [observations[rows[i]] for i in np.flatnonzero(_pareto_mask(means))]
+    return np.array(feasible_rows), means, likely
 
 
 def _objective_models(
@@ -735,8 +771,17 @@ def _success_model(
         return None
     labels = np.where(succeeded, 0.5, -0.5)
     noise = np.full(len(labels), SUCCESS_LABEL_NOISE)
+    # No length-scale prior: an input along which success does not change
+    # should get a long length scale, so that a failing region is a
+    # half-space and not a row of separate spots.
     return GaussianProcess.fit(
-        features, labels, noise, n_restarts, rng, SUCCESS_SHORTEST_LENGTH_SCALE
+        features,
+        labels,
+        noise,
+        n_restarts,
+        rng,
+        SUCCESS_SHORTEST_LENGTH_SCALE,
+        length_scale_prior=None,
     )
 
 

@@ -4,10 +4,9 @@ The kernel is ``amplitude * m(r)`` with ``m(r) = (1 + s + s^2 / 3) e^-s``,
 ``s = sqrt(5) r`` and ``r`` the distance scaled by one length scale per
 feature (Rasmussen and Williams 2006, eq. 4.17).  The noise of every
 training value is known and sits on the diagonal.  Hyperparameters are the
-maximum a posteriori estimate under a weak log-normal prior on the
-amplitude (optionally also on the length scales), found by L-BFGS-B with
-the analytic gradient of the log marginal likelihood (Rasmussen and
-Williams 2006, eq. 5.9).
+maximum a posteriori estimate under weak log-normal priors, found by
+L-BFGS-B with the analytic gradient of the log marginal likelihood
+(Rasmussen and Williams 2006, eq. 5.9).
 
 This replaces scikit-learn's regressor, measured at 93% of a suggestion's
 time: its likelihood gradient builds an ``(n, n, n_features)`` array at
@@ -36,16 +35,14 @@ SQRT5 = math.sqrt(5.0)
 LENGTH_SCALE_BOUNDS = (1e-2, 1e2)
 AMPLITUDE_BOUNDS = (1e-2, 1e2)
 
-# The log-normal prior of the amplitude (mean and spread of its log): the
-# targets are standardized, so an amplitude near 1 is the guess.
+# Log-normal priors (mean and spread of the log).  Targets are
+# standardized, so an amplitude near 1 is the guess; a length scale near
+# half the cube, within a factor e or so.  A known trade-off: without the
+# length-scale prior, 5 of 8 Hartmann-6 runs reached the global basin
+# against 3 of 8 with it, but batches crowded together and the search went
+# back into failing regions (the optimizer tests of both then fail).
 AMPLITUDE_PRIOR = (0.0, 1.5)
-
-# Length scales start here and have no prior by default.  Measured on
-# Hartmann-6 (8 seeds, 100 evaluations): 5 runs reached the global basin
-# without a prior, 3 or 4 with a log-normal prior of spread 0.5-1 centred
-# at 0.2, 0.5, 1 or 2; with one on the success model, failing regions
-# became rows of separate spots.
-INITIAL_LENGTH_SCALE = 1.0
+LENGTH_SCALE_PRIOR = (math.log(0.5), 1.0)
 
 # Past this many points, the hyperparameters are fitted on a random subset
 # of this size (the likelihood costs n^3 per step); the final model then
@@ -81,7 +78,7 @@ class GaussianProcess:
         n_restarts: int,
         rng: np.random.Generator,
         shortest_length_scale: float = LENGTH_SCALE_BOUNDS[0],
-        length_scale_prior: tuple[float, float] | None = None,
+        length_scale_prior: tuple[float, float] | None = LENGTH_SCALE_PRIOR,
     ) -> GaussianProcess:
         """Fit hyperparameters, then condition on every point.
 
@@ -96,7 +93,7 @@ class GaussianProcess:
         low = np.log([AMPLITUDE_BOUNDS[0]] + [shortest_length_scale] * n_features)
         high = np.log([AMPLITUDE_BOUNDS[1]] + [LENGTH_SCALE_BOUNDS[1]] * n_features)
 
-        first_length = math.log(INITIAL_LENGTH_SCALE)
+        first_length = LENGTH_SCALE_PRIOR[0]
         starts = [np.concatenate([[0.0], np.full(n_features, first_length)])]
         for _ in range(n_restarts):
             starts.append(rng.normal(0.0, 1.0, 1 + n_features) + starts[0])

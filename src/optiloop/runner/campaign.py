@@ -39,13 +39,15 @@ experiment, observation, round) and drops the original's compute fields
 a campaign counts each run once.  The evaluator sees the round's copies too:
 they were the round's knowledge.
 
-The best points are ranked by their observed mean over seeds (the value
-stored in each observation), not by a model's posterior mean: the runner
-reaches experiments only through a ``Connection`` and may not import the
-optimizers, and no route ranks points by posterior mean (the optimizers'
-``posterior_best`` names one best point, not a ranking).  Validation with
-fresh seeds is what corrects the luck of a point that looked good on its
-search seeds.  Its seeds start after the search's (``job.seed_base +
+The best points are ranked by the posterior means of the last round's
+models, which the runner asks of its ``Connection``
+(``best_assignments().fetch(ranked=K)``: the runner may not import the
+optimizers): the last round holds, as warm-start copies, every earlier
+point inside the final bounds, and a model that weighs each mean against
+its neighbours and its seeds' spread is not fooled by one lucky mean.
+Points outside the final bounds follow by their observed means, should the
+ranking hold fewer than ``validation.top``.  Validation with fresh seeds
+then corrects what luck remains.  Its seeds start after the search's (``job.seed_base +
 seeds_per_point``), so a deterministic job does not merely repeat itself.
 
 Interruptions lose and repeat nothing, because every step is stored before
@@ -93,6 +95,10 @@ from optiloop.runner.executor import Executor, make_executor
 from optiloop.runner.inner import LoopEvent, run_experiment
 
 logger = logging.getLogger(__name__)
+
+# The most points one ranked best_assignments request asks for (the
+# service's limit).
+MAX_RANKED = 1000
 
 # Metadata fields of a warm-start copy that would count its compute twice.
 COMPUTE_FIELDS = ("compute_seconds", "device_seconds", "runs")
@@ -416,13 +422,8 @@ class _CampaignLoop:
     def _create_validation(self, rounds: list[_Round], why: str) -> int | None:
         """The validation experiment with the best points open, or None
         when there is nothing to validate."""
-        top = self.campaign.validation.top
-        points = top_points(
-            self.campaign.experiment,
-            [o for r in rounds for o in _originals(r.observations)],
-            top,
-        )
-        if top == 0 or not points:
+        points = self._validation_points(rounds)
+        if not points:
             return None
 
         spec = validation_spec(self.campaign, rounds[-1].spec, points)
@@ -624,14 +625,43 @@ class _CampaignLoop:
         self, rounds: list[_Round], experiment_id: int
     ) -> ExperimentSpec:
         """The validation's spec, rebuilt the way it was made."""
-        searched = [o for r in rounds for o in _originals(r.observations)]
-        points = top_points(
-            self.campaign.experiment, searched, self.campaign.validation.top
-        )
+        points = self._validation_points(rounds)
         spec = validation_spec(self.campaign, rounds[-1].spec, points)
         stored = self.connection.experiments(experiment_id).fetch()
         _check_parameters(spec, stored, self.campaign_id)
         return spec
+
+    def _validation_points(self, rounds: list[_Round]) -> list[Observation]:
+        """The ``validation.top`` best distinct points of the campaign.
+
+        Ranked by the posterior means of the last round's models (through
+        ``best_assignments(ranked=K)``), since its experiment holds, as
+        warm-start copies, every earlier point inside the final bounds.
+        Points of earlier rounds outside those bounds come after, by their
+        observed means, should fewer than ``top`` be ranked.
+        """
+        top = self.campaign.validation.top
+        searched = [o for r in rounds for o in _originals(r.observations)]
+        if top == 0 or not searched:
+            return []
+
+        last = self.connection.experiments(rounds[-1].experiment_id)
+        wanted = min(MAX_RANKED, max(top, len(rounds[-1].observations)))
+        ranked = last.best_assignments().fetch(ranked=wanted).data
+        # A point measured twice stands for itself by its first measurement.
+        first_of: dict[tuple[Any, ...], Observation] = {}
+        for observation in searched:
+            first_of.setdefault(_point_key(observation.assignments), observation)
+
+        chosen: list[Observation] = []
+        for item in ranked:
+            found = first_of.get(_point_key(item.assignments))
+            if found is not None and found not in chosen:
+                chosen.append(found)
+        for measured in top_points(self.campaign.experiment, searched, top):
+            if measured not in chosen:
+                chosen.append(measured)
+        return chosen[:top]
 
     def _observations(self, experiment_id: int) -> list[Observation]:
         page = self.connection.experiments(experiment_id).observations().fetch()
@@ -756,6 +786,10 @@ def warm_start_rows(
     return rows
 
 
+def _point_key(assignments: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(sorted(assignments.items()))
+
+
 def top_points(
     spec: ExperimentSpec, observations: Sequence[Observation], count: int
 ) -> list[Observation]:
@@ -769,7 +803,7 @@ def top_points(
     seen: set[tuple[Any, ...]] = set()
     distinct = []
     for observation in observations:
-        key = tuple(sorted(observation.assignments.items()))
+        key = _point_key(observation.assignments)
         if key in seen:
             continue
         seen.add(key)

@@ -11,6 +11,7 @@ runs in a thread pool, so a slow optimizer does not stall other requests.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 # leaves room and keeps one request from holding much memory.
 MAX_BODY_BYTES = 1_000_000
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+EMPTY_BODY_DIGEST = hashlib.sha256(b"").hexdigest()
 MAX_IDEMPOTENCY_KEY = 200
 
 # The request body of every POST and PUT, as the OpenAPI document shows it:
@@ -56,7 +58,25 @@ _REASONS = {
     "409": "The experiment refuses: budget spent, no point left, or an "
     "Idempotency-Key still in use.",
     "413": "The request body is over the size limit.",
+    "422": "The Idempotency-Key was used for another request.",
+    "503": "The database failed; the server log has the details.",
 }
+
+# The token goes as the user name of HTTP basic authentication (as the
+# sigopt client sends it, with an empty password) or as a bearer token.
+SECURITY_SCHEMES = {
+    "basicAuth": {
+        "type": "http",
+        "scheme": "basic",
+        "description": "The API token as the user name, the password empty.",
+    },
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The API token as 'Authorization: Bearer <token>'.",
+    },
+}
+EITHER_SCHEME = [{"basicAuth": []}, {"bearerAuth": []}]
 
 
 def create_app(db_url: str, *, driver: LocalDriver | None = None) -> FastAPI:
@@ -90,7 +110,8 @@ def _openapi_document(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document, with the errors this service really answers.
 
     FastAPI lists 422 for invalid parameters; this service answers 400 in
-    SigOpt's error shape instead, and 401 and 404 on every route.
+    SigOpt's error shape instead, and 401, 404 and 503 on every route.
+    Every ``/v1`` route takes the token by either scheme.
     """
     if app.openapi_schema is not None:
         return app.openapi_schema
@@ -113,14 +134,18 @@ def _openapi_document(app: FastAPI) -> dict[str, Any]:
         },
     }
 
+    document["components"]["securitySchemes"] = SECURITY_SCHEMES
+
     error = {"content": {"application/json": {"schema": {"$ref": _ERROR_REF}}}}
-    for operations in document["paths"].values():
+    for path, operations in document["paths"].items():
         for method, operation in operations.items():
+            if path.startswith("/v1/"):
+                operation["security"] = EITHER_SCHEME
             responses = operation["responses"]
             responses.pop("422", None)
-            codes = ["400", "401", "404"]
+            codes = ["400", "401", "404", "503"]
             if method == "post":
-                codes += ["409", "413"]
+                codes += ["409", "413", "422"]
             elif method == "put":
                 codes += ["413"]
             for code in codes:
@@ -154,6 +179,9 @@ async def the_body(request: Request) -> dict[str, Any]:
         raw.extend(chunk)
         if len(raw) > MAX_BODY_BYTES:
             raise _too_large(len(raw))
+
+    # What an Idempotency-Key is bound to, beside the method and path.
+    request.state.body_digest = hashlib.sha256(raw).hexdigest()
     return parse_json_object(bytes(raw))
 
 
@@ -210,7 +238,11 @@ def idempotent(
             f"characters, got {len(key)}; a UUID works well",
         )
 
-    what = f"{request.method} {request.url.path}"
+    # The key is bound to the whole request: a retry sends the same bytes,
+    # and a different request under a used key is an error, not a replay.
+    # At most 7 + 120 + 65 characters: within the 300 stored.
+    digest = getattr(request.state, "body_digest", EMPTY_BODY_DIGEST)
+    what = f"{request.method} {request.url.path} {digest}"
     kept = driver.store.claim_idempotency_key(caller.id, key, what)
     if kept is not None:
         return _replay(key, what, kept)
@@ -228,9 +260,9 @@ def idempotent(
 def _replay(key: str, what: str, kept: IdempotentAnswer) -> JSONResponse:
     if kept.request != what:
         raise ApiError(
-            400,
-            f"{IDEMPOTENCY_HEADER} {key!r} was used for {kept.request}, not "
-            f"{what}; use a new key for a new request",
+            422,
+            f"{IDEMPOTENCY_HEADER} {key!r} was used for another request (a "
+            "different method, path or body); use a new key for a new request",
         )
     if kept.status == IN_PROGRESS:
         raise ApiError(
@@ -441,6 +473,10 @@ def delete_observation(
     return Response(status_code=204)
 
 
+# The most points a ranked best_assignments answers: a validation's worth.
+MAX_RANKED = 1000
+
+
 @router.get("/experiments/{experiment_id}/best_assignments")
 def best_assignments(
     driver: DriverDep,
@@ -449,9 +485,23 @@ def best_assignments(
     limit: LimitQuery = DEFAULT_LIMIT,
     before: MarkerQuery = None,
     after: MarkerQuery = None,
+    ranked: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_RANKED,
+            description="optiloop's extension: the K best feasible points, "
+            "best first by the first optimized metric's posterior mean",
+        ),
+    ] = None,
 ) -> Json:
-    """The best feasible point, or the Pareto front of two optimized metrics."""
+    """The best feasible point, or the Pareto front of two optimized metrics.
+
+    A ranked answer keeps its rank order in one page: paging goes by id.
+    """
     owned = owned_experiment(driver, caller, experiment_id)
+    if ranked is not None:
+        return driver.best_assignments(owned, ranked)
     return page(driver.best_assignments(owned), limit, before, after)
 
 

@@ -19,8 +19,10 @@ hence text-only DOM updates and a Content-Security-Policy that allows no
 inline script.
 
 Live updates: the page asks its route again every few seconds, sending the
-version it shows (``?since=``).  A version is the counts of observations
-and suggestions (one query per experiment); figures are rebuilt only when
+version it shows (``?since=``).  A version is the experiment's ``updated``
+time, which the store moves forward on every change to the experiment, its
+suggestions or its observations (an edit or a delete included), with the
+counts of both (one query per experiment); figures are rebuilt only when
 it changed, and kept for the next tab that asks.  Polling rather than
 server-sent events: a short request per interval passes any proxy and holds
 no connection per open tab, at the cost of up to one interval of delay.
@@ -235,8 +237,9 @@ def _experiment_row(
 
 
 def _experiment_version(store: Store, record: ExperimentRecord) -> str:
-    """Changes whenever an observation or suggestion is added or removed,
-    an observation fails or recovers, or the experiment is edited."""
+    """Changes whenever the experiment, one of its suggestions or one of
+    its observations is created, edited or deleted: the store moves
+    ``updated`` forward on each of them."""
     counts = store.counts(record.id)
     return (
         f"{counts.observations}.{counts.failed_observations}."

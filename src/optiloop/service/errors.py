@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from optiloop.client.local import MAX_NESTING, check_plain_data
 from optiloop.errors import (
     BandwidthError,
     BudgetSpentError,
@@ -40,6 +41,9 @@ STATUS_OF_ERROR: tuple[tuple[type[OptiloopError], int], ...] = (
     (ExhaustedError, 409),
     (StoreError, 503),
 )
+
+
+DATABASE_FAILED = "the database failed; the server log has the details"
 
 
 class ApiError(Exception):
@@ -96,11 +100,20 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(error.status, error.message, error.headers)
 
     @app.exception_handler(OptiloopError)
-    async def _optiloop_error(_request: Request, error: OptiloopError) -> JSONResponse:
+    async def _optiloop_error(request: Request, error: OptiloopError) -> JSONResponse:
         status = status_of(error)
+        message = str(error)
         if status >= 500:
-            logger.error("request failed in the database: %s", error)
-        return error_response(status, str(error), kind=type(error).__name__)
+            # A database error carries its URL, statement and parameters:
+            # the operator reads them in the log, the caller never does.
+            logger.error(
+                "%s %s failed in the database: %s",
+                request.method,
+                request.url.path,
+                error,
+            )
+            message = DATABASE_FAILED
+        return error_response(status, message, kind=type(error).__name__)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(
@@ -127,7 +140,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """A request body as a JSON object; NaN and Infinity are refused."""
+    """A request body as a JSON object, checked by ``check_plain_data``.
+
+    NaN and Infinity are refused, and so are deep nesting, NUL and lone
+    surrogates, in every field of every route's body.
+    """
 
     def refuse_constant(name: str) -> float:
         raise ApiError(
@@ -149,9 +166,18 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         )
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ApiError(400, f"request body: not valid JSON: {error}") from None
+    except RecursionError:
+        raise ApiError(
+            400,
+            f"request body: nested more than {MAX_NESTING} levels deep; flatten it",
+        ) from None
     if not isinstance(data, dict):
         raise ApiError(
             400,
             f"request body: must be a JSON object of fields, got {type(data).__name__}",
         )
+    try:
+        check_plain_data(data)
+    except SpecError as error:
+        raise ApiError(400, str(error)) from None
     return data

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, cast
@@ -88,6 +88,8 @@ class ExperimentRecord:
 
     An experiment that a campaign made names the campaign, its round (none
     for a validation), its role and the refinement that set its bounds.
+    ``updated`` moves forward with every change to the experiment, its
+    suggestions or its observations.
     """
 
     id: int
@@ -311,7 +313,7 @@ class Store:
             created=utc_now(),
         )
         with self._writing() as session:
-            _experiment_row(session, experiment_id)
+            _touch(_experiment_row(session, experiment_id))
             session.add(row)
             session.flush()
 
@@ -354,7 +356,8 @@ class Store:
                 .where(ExperimentRow.id == experiment_id)
                 .with_for_update()
             )
-            if session.scalars(lock).one_or_none() is None:
+            experiment = session.scalars(lock).one_or_none()
+            if experiment is None:
                 raise NotFoundError(f"experiment {experiment_id} not found")
 
             observations = [
@@ -375,6 +378,7 @@ class Store:
                 created=utc_now(),
             )
             session.add(row)
+            _touch(experiment)
             session.flush()
 
         logger.info("suggestion %d stored for experiment %d", row.id, experiment_id)
@@ -422,6 +426,7 @@ class Store:
                     "instead"
                 )
             session.delete(row)
+            _touch(_experiment_row(session, experiment_id))
 
         logger.info(
             "suggestion %d of experiment %d deleted", suggestion_id, experiment_id
@@ -435,10 +440,12 @@ class Store:
             .where(SuggestionRow.state == "open")
         )
         with self._writing() as session:
-            _experiment_row(session, experiment_id)
+            experiment = _experiment_row(session, experiment_id)
             rows = session.scalars(query).all()
             for row in rows:
                 session.delete(row)
+            if rows:
+                _touch(experiment)
 
         logger.info(
             "%d open suggestions of experiment %d deleted", len(rows), experiment_id
@@ -471,7 +478,7 @@ class Store:
             created=utc_now(),
         )
         with self._writing() as session:
-            _experiment_row(session, experiment_id)
+            _touch(_experiment_row(session, experiment_id))
             if suggestion_id is not None:
                 _close_suggestion(session, experiment_id, suggestion_id)
             session.add(row)
@@ -506,6 +513,7 @@ class Store:
             row.values = [_value_json(value) for value in values]
             row.failed = failed
             row.metadata_ = dict(metadata)
+            _touch(_experiment_row(session, experiment_id))
 
         logger.info(
             "observation %d of experiment %d updated", observation_id, experiment_id
@@ -521,6 +529,7 @@ class Store:
         with self._writing() as session:
             row = _observation_row(session, experiment_id, observation_id)
             session.delete(row)
+            _touch(_experiment_row(session, experiment_id))
 
         logger.info(
             "observation %d of experiment %d deleted", observation_id, experiment_id
@@ -851,6 +860,16 @@ def _experiment_row(session: Session, experiment_id: int) -> ExperimentRow:
     if row is None:
         raise NotFoundError(f"experiment {experiment_id} not found")
     return row
+
+
+def _touch(row: ExperimentRow) -> None:
+    """Mark an experiment changed: one of its suggestions or observations was.
+
+    Strictly later than the last mark even if the clock is coarse or was
+    set back, since a reader (the dashboard's cache) takes an unchanged
+    time to mean an unchanged experiment.
+    """
+    row.updated = max(utc_now(), row.updated + timedelta(microseconds=1))
 
 
 def token_digest(secret: str) -> str:
