@@ -50,7 +50,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         db_url = args.db or f"sqlite:///{Path(folder) / 'bench.db'}"
         with Store(db_url) as store:
-            token = store.create_token("benchmark")[1]
+            # Names of tokens in use are unique; --db may be reused.
+            token = store.create_token(f"benchmark-{time.time_ns()}")[1]
         port = _free_port()
         optiloop = str(Path(sys.executable).with_name("optiloop"))
         server = subprocess.Popen(

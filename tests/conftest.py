@@ -96,9 +96,12 @@ class SharedServer:
     db_url: str
 
     def new_token(self, name: str = "test") -> str:
-        """A token of its own for a test: it sees only its own experiments."""
+        """A token of its own for a test: it sees only its own experiments.
+
+        Names of tokens in use are unique, so each gets a suffix.
+        """
         with Store(self.db_url) as store:
-            return store.create_token(name)[1]
+            return store.create_token(f"{name}-{uuid.uuid4().hex[:8]}")[1]
 
 
 @pytest.fixture(scope="session")
@@ -157,12 +160,20 @@ def _postgres_database(server_url: str) -> Iterator[str]:
 # Ray's settings that keep every socket of a test cluster on 127.0.0.1 (a
 # cluster of nodes on one machine is what Ray calls a local cluster) and
 # make it send no usage reports and ask for no token.  Ray reads them when
-# it is imported, so the fixture sets them first.
+# it is imported, so they are set as the session starts.
 RAY_LOOPBACK_ENV = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_AUTH_MODE": "disabled",
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Whichever test imports Ray first (``ray.exceptions`` will do) fixes
+    # its settings for the session, so they are set before any test runs.
+    for name, value in RAY_LOOPBACK_ENV.items():
+        os.environ.setdefault(name, value)
+
 
 # Logical CPUs per node: with one CPU per run, the two nodes hold four runs.
 RAY_CPUS_PER_NODE = 2

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from optiloop.campaign_spec import (
     CampaignSpec,
@@ -85,7 +86,11 @@ def test_an_equal_observation_budget_is_accepted() -> None:
         ({"stop": {"patience": 2}}, r"^stop\.patience: unknown field"),
         ({"validation": {"seeds": 0}}, r"^validation\.seeds: "),
         ({"validation": {"top": -1}}, r"^validation\.top: "),
-        ({"evaluator": {"name": ""}}, r"^evaluator\.name: "),
+        ({"evaluator": {"name": ""}}, r"^evaluator\.name: should not be blank"),
+        (
+            {"rounds": "three"},
+            r"^rounds: should be a mapping of fields \(got 'three'\)",
+        ),
         ({"observation_budget": 7}, r"^observation_budget: .*rounds\.budget=12"),
         ({"job": None}, r"^job: a campaign .* needs a job"),
         ({"parameters": []}, r"^parameters: "),
@@ -98,6 +103,22 @@ def test_bad_fields_are_named(changes: dict[str, Any], message: str) -> None:
             del data[key]
     with pytest.raises(SpecError, match=message):
         parse_campaign(data)
+
+
+def test_a_misspelled_rounds_is_named_not_the_fields_it_explains(
+    tmp_path: Path,
+) -> None:
+    data = campaign_with(evaluator={"name": "kmeans"}, validation={"top": 2})
+    data["roundz"] = data.pop("rounds")
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+
+    with pytest.raises(SpecError) as raised:
+        load_campaign_or_spec(path)
+
+    message = str(raised.value)
+    assert message.startswith(f"{path}: rounds: field required")
+    assert "evaluator, validation belong to a campaign" in message
 
 
 def test_missing_rounds_names_the_field() -> None:
@@ -123,6 +144,11 @@ def test_missing_rounds_names_the_field() -> None:
         (
             {"name": "kmeans", "settings": {"hard_bounds": {"width": {"min": 0}}}},
             r"^evaluator\.settings\.hard_bounds\.width: .*no numeric parameter",
+        ),
+        (
+            {"name": "kmeans", "settings": {"hard_bounds": {"depth": {"min": 2}}}},
+            r"^evaluator\.settings\.hard_bounds\.depth: the limits \[2, none\] "
+            r"do not contain the parameter's bounds \[1, 8\]",
         ),
     ],
 )

@@ -72,9 +72,22 @@ def test_bad_spec_exits_2_naming_the_field(tmp_path: Path) -> None:
 
 
 def test_best_of_an_empty_database_says_so(tmp_path: Path) -> None:
-    ran = runner.invoke(app, ["best", "--db", f"sqlite:///{tmp_path}/empty.db"])
+    from optiloop.store import Store
+
+    db = f"sqlite:///{tmp_path}/empty.db"
+    Store(db).close()
+    ran = runner.invoke(app, ["best", "--db", db])
     assert ran.exit_code == 2
     assert "no experiment in this database" in ran.output
+
+
+@pytest.mark.parametrize("command", ["best", "status", "resume"])
+def test_reading_commands_create_no_database_file(tmp_path: Path, command: str) -> None:
+    path = tmp_path / "missing.db"
+    ran = runner.invoke(app, [command, "--db", f"sqlite:///{path}"])
+    assert ran.exit_code == 2
+    assert "no database file at" in ran.output
+    assert not path.exists()
 
 
 def test_token_create_prints_a_token_that_the_server_takes(tmp_path: Path) -> None:
@@ -156,7 +169,7 @@ def test_continuing_with_another_spec_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["best", "--experiment", "7"], "experiment 7"),
+        (["best", "--experiment", "7"], "no database file"),
         (["best", "--db", "bogus://x/y"], "cannot be opened"),
         (["status", "--db", "notaurl"], "cannot be opened"),
         (["status", "--db", "sqlite://"], "names no database file"),

@@ -173,3 +173,32 @@ def ends_soon(pid: int, seconds: float = 10.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_ctrl_c_once_stops_a_plain_experiment_cleanly(tmp_path: Path) -> None:
+    # The campaign file without its campaign fields: one experiment of 6.
+    data = yaml.safe_load(write_campaign(tmp_path, sleep=0.5).read_text())
+    for field in ("rounds", "evaluator", "validation"):
+        del data[field]
+    data["observation_budget"] = 6
+    spec = tmp_path / "experiment.yaml"
+    spec.write_text(yaml.safe_dump(data), encoding="utf-8")
+
+    first = start(tmp_path, spec)
+    wait_for_runs(tmp_path, 2, first)
+    first.send_signal(signal.SIGINT)
+    output, _ = first.communicate(timeout=60)
+
+    assert first.returncode == 0, output
+    assert "Stopping" in output
+    assert "stopped on request" in output
+    assert "Continue it with:\n  optiloop resume --db" in output
+    assert run_count(tmp_path) < 6 * 2
+
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    resumed = subprocess.run(
+        [OPTILOOP, "resume", "--db", db], capture_output=True, text=True, timeout=120
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    # Every point trained once: the runs in progress at Ctrl-C were stored.
+    assert run_count(tmp_path) == 6 * 2

@@ -160,6 +160,7 @@ def test_grid_of_a_campaign_file_searches_its_space(tmp_path: Path) -> None:
         (["1", "1"], "two different campaigns"),
         (["1", "2", "--baseline", "3"], "--baseline 3 is not one of"),
         (["1", "9"], "9"),
+        (["1", "2", "--reference-value", "nan"], "must be a finite number"),
     ],
 )
 def test_compare_refuses_bad_ids(
@@ -227,3 +228,12 @@ def test_resume_finishes_a_grid_search_whose_runner_died(tmp_path: Path) -> None
     # 2 epochs x 2 starts, each once.
     points = {(o.assignments["epochs"], o.assignments["start"]) for o in observed}
     assert len(observed) == len(points) == 4
+
+
+def test_compare_on_a_missing_database_creates_no_file(tmp_path: Path) -> None:
+    path = tmp_path / "none.db"
+    shown = runner.invoke(app, ["compare", "1", "2", "--db", f"sqlite:///{path}"])
+
+    assert shown.exit_code == 2
+    assert "no database file at" in shown.output
+    assert not path.exists()

@@ -498,7 +498,10 @@ def test_converge_direction_follows_the_metric() -> None:
             "threshold": 0.1,
         },
     )
-    job = {"command": "t", "converge": {"metric": "acc", "target": 0.1, "as": "loss"}}
+    job: dict[str, Any] = {
+        "command": "t",
+        "converge": {"metric": "acc", "target": 0.1, "as": "loss"},
+    }
     parsed = parse_spec(spec | {"job": job})
     assert parsed.job is not None and parsed.job.converge is not None
     assert parsed.job.converge.objective == "minimize"
@@ -524,7 +527,7 @@ def test_converge_epoch_cannot_replace_its_own_metric() -> None:
         ),
         pytest.param(
             spec_with("job", {"command": "   "}),
-            r"job.command: String should match pattern",
+            r"job.command: should not be blank \(got '   '\)",
             id="blank-command",
         ),
         pytest.param(

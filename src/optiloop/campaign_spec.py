@@ -48,7 +48,7 @@ from pydantic import (
 )
 
 from optiloop.errors import SpecError
-from optiloop.experiment import ExperimentSpec, parse_spec
+from optiloop.experiment import ExperimentSpec, describe_errors, parse_spec
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def parse_campaign(
     try:
         fields = _CampaignFields.model_validate(own)
     except ValidationError as error:
-        raise SpecError(_describe(error)) from None
+        raise SpecError(describe_errors(error)) from None
 
     budget = rest.get("observation_budget")
     if budget is not None and budget != fields.rounds.budget:
@@ -219,6 +219,14 @@ def load_campaign_or_spec(path: str | Path) -> CampaignSpec | ExperimentSpec:
             f"parameters, metrics, ...), got {type(data).__name__}"
         )
 
+    stray = [key for key in CAMPAIGN_FIELDS if key in data and key != "rounds"]
+    if stray and not is_campaign(data):
+        raise SpecError(
+            f"{path}: rounds: field required: {', '.join(stray)} belong to a "
+            "campaign, which needs rounds: {max: ..., budget: ...}; add it "
+            f"(or check its spelling), or remove {', '.join(stray)} to run "
+            "one experiment"
+        )
     try:
         if is_campaign(data):
             return parse_campaign(data)
@@ -231,7 +239,10 @@ def _check_evaluator(campaign: CampaignSpec) -> None:
     """Build the evaluator and refine once with no observations.
 
     Refining nothing keeps every bound, so the call is cheap, and it is
-    where an evaluator checks its settings against the spec.
+    where an evaluator checks its settings against the spec.  An evaluator
+    with a ``check(spec)`` method is asked that too: checks that hold for
+    the first round only (say, that hard limits contain the starting
+    bounds) live there.
     """
     # The evaluators bring scikit-learn; import them only when checking.
     from optiloop.evaluators import load_evaluator
@@ -240,6 +251,9 @@ def _check_evaluator(campaign: CampaignSpec) -> None:
     try:
         evaluator = load_evaluator(evaluator_spec.name, evaluator_spec.settings)
         evaluator.refine(campaign.experiment, [])
+        check = getattr(evaluator, "check", None)
+        if callable(check):
+            check(campaign.experiment)
     except SpecError as error:
         raise SpecError(_evaluator_fields(str(error))) from None
 
@@ -255,19 +269,4 @@ def _evaluator_fields(message: str) -> str:
         elif line.startswith("evaluator:"):
             line = "evaluator.name:" + line.removeprefix("evaluator:")
         lines.append(line)
-    return "\n".join(lines)
-
-
-def _describe(error: ValidationError) -> str:
-    """One line per problem of the campaign's own fields, field first."""
-    lines = []
-    for problem in error.errors():
-        where = ".".join(str(part) for part in problem["loc"])
-        if problem["type"] == "extra_forbidden":
-            message = "unknown field; remove it or check its spelling"
-        elif problem["type"] == "missing":
-            message = "field required; add it"
-        else:
-            message = f"{problem['msg']} (got {problem.get('input')!r})"
-        lines.append(f"{where}: {message}")
     return "\n".join(lines)

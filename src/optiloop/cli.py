@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -145,19 +146,78 @@ def run(
         executor = make_executor(spec, parallel)
         try:
             experiment_id = _start_or_continue(conn, spec, spec_file, experiment, where)
-            target = observations or spec.observation_budget
-            with _progress(target, spec.seeds_per_point) as on_event:
-                summary = run_experiment(
-                    conn, experiment_id, spec, executor, observations, on_event
-                )
-        finally:
+        except BaseException:
             executor.shutdown()
-
-        console.print(
-            f"Experiment {experiment_id}: {summary.observation_count} observations "
-            f"({summary.stopped_because})."
+            raise
+        again = _resume_command(db, server)
+        target = observations or spec.observation_budget
+        summary = _run_interruptibly(
+            lambda on_event, should_stop: run_experiment(
+                conn,
+                experiment_id,
+                spec,
+                executor,
+                observations,
+                on_event,
+                should_stop=should_stop,
+            ),
+            executor,
+            _progress(target, spec.seeds_per_point),
+            again,
         )
-        _print_best(conn, experiment_id)
+        _report_experiment_end(conn, experiment_id, summary, again)
+
+
+def _run_interruptibly(
+    run: Callable[[Any, Callable[[], bool]], Any],
+    executor: Any,
+    progress: Any,
+    again: str,
+) -> Any:
+    """``run(on_event, should_stop)`` with Ctrl-C as for a campaign: once
+    finishes the points in progress and stops; twice stops at once."""
+    interrupts = _Interrupts()
+    try:
+        with interrupts, progress as on_event:
+            summary = run(on_event, interrupts.requested)
+    except KeyboardInterrupt:
+        errors.print(
+            f"[red]Stopped at once[/]: the runs in progress were ended; their "
+            f"points stay open and are trained again when you continue:\n"
+            f"  {escape(again)}",
+            highlight=False,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Leaving normally would wait for the job threads, and so for the
+        # jobs; ending the process now lets the executor's reaper kill them.
+        os._exit(130)
+    except BaseException:
+        executor.shutdown()
+        raise
+    executor.shutdown()
+    return summary
+
+
+def _report_experiment_end(
+    conn: Any, experiment_id: int, summary: Any, again: str
+) -> None:
+    console.print(
+        f"Experiment {experiment_id}: {summary.observation_count} observations "
+        f"({summary.stopped_because})."
+    )
+    if summary.stopped_because == "stopped on request":
+        console.print(f"Nothing is lost. Continue it with:\n  {escape(again)}")
+    _print_best(conn, experiment_id)
+
+
+def _resume_command(db: str, server: str | None) -> str:
+    """The command that continues the newest unfinished run."""
+    if server is not None:
+        return f"optiloop resume --server {server} --token TOKEN"
+    if db != DEFAULT_DB:
+        return f"optiloop resume --db {db}"
+    return "optiloop resume"
 
 
 def _start_or_continue(
@@ -194,7 +254,7 @@ def best(
     """Print the best feasible point of an experiment, or a campaign's
     validated answer (--campaign)."""
     with _user_errors():
-        conn = _connect(db, server, token)
+        conn = _connect(db, server, token, reading=True)
         if campaign is not None:
             _print_campaign_best(conn, campaign, as_json)
             return
@@ -244,7 +304,7 @@ def resume(
             from optiloop.campaign_spec import load_campaign_or_spec
 
             wanted = load_campaign_or_spec(spec_file)
-        conn = _connect(db, server, token)
+        conn = _connect(db, server, token, reading=True)
         found = find_unfinished(conn, wanted)
         if found.kind == "campaign":
             _resume_campaign(conn, found, parallel)
@@ -261,18 +321,21 @@ def resume(
             f"{found.in_flight} in flight to run again"
         )
         executor = make_executor(spec, parallel)
-        try:
-            with _progress(spec.observation_budget, spec.seeds_per_point) as on_event:
-                summary = run_experiment(
-                    conn, found.id, spec, executor, on_event=on_event
-                )
-        finally:
-            executor.shutdown()
-        console.print(
-            f"Experiment {found.id}: {summary.observation_count} observations "
-            f"({summary.stopped_because})."
+        again = _resume_command(db, server)
+        summary = _run_interruptibly(
+            lambda on_event, should_stop: run_experiment(
+                conn,
+                found.id,
+                spec,
+                executor,
+                on_event=on_event,
+                should_stop=should_stop,
+            ),
+            executor,
+            _progress(spec.observation_budget, spec.seeds_per_point),
+            again,
         )
-        _print_best(conn, found.id)
+        _report_experiment_end(conn, found.id, summary, again)
 
 
 def _resume_campaign(conn: Any, found: Any, parallel: int | None) -> None:
@@ -334,7 +397,7 @@ def status(
     campaign instead: its rounds, refinements and result.
     """
     with _user_errors():
-        conn = _connect(db, server, token)
+        conn = _connect(db, server, token, reading=True)
         if campaign is not None:
             _print_campaign_status(conn, campaign)
             return
@@ -445,6 +508,8 @@ def report(
         )
         raise typer.Exit(2)
 
+    with _user_errors():
+        _refuse_missing_database(db)
     with _user_errors(), Store(db) as store:
         if campaign is None:
             html, what = _experiment_report(store, experiment)
@@ -455,6 +520,27 @@ def report(
         except OSError as error:
             raise OptiloopError(f"--out {out}: cannot write ({error})") from None
     console.print(f"Wrote {escape(str(out))}: {what}")
+
+
+def _refuse_missing_database(db: str) -> None:
+    """A command that reads a database: opening a SQLite file that is not
+    there would create an empty one and then find nothing in it."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(db)
+    except ArgumentError:
+        return  # the store names what is wrong with the URL
+    path = url.database
+    if url.get_backend_name() != "sqlite" or path in (None, "", ":memory:"):
+        return
+    if not Path(path).exists():
+        raise OptiloopError(
+            f"--db {db}: no database file at {path}; run an experiment first "
+            "(optiloop run SPEC), or point --db (or OPTILOOP_DB) at an existing "
+            "database"
+        )
 
 
 def _experiment_report(store: Any, experiment: int | None) -> tuple[str, str]:
@@ -657,6 +743,12 @@ def compare(
     from optiloop.analysis.compute import compare as compare_searches
     from optiloop.store import Store
 
+    with _user_errors():
+        _refuse_missing_database(db)
+        if reference_value is not None and not math.isfinite(reference_value):
+            raise OptiloopError(
+                f"--reference-value must be a finite number, got {reference_value}"
+            )
     with _user_errors(), Store(db) as store:
         if first == second:
             raise OptiloopError(
@@ -704,11 +796,55 @@ def token_create(
     typer.echo(secret)
 
 
-def _connect(db: str, server: str | None, token: str | None) -> Any:
-    """A connection to the server when one is named, else to the database."""
+@token_app.command("list")
+def token_list(db: DbOption = DEFAULT_DB) -> None:
+    """List the API tokens: id, name, when made, and whether revoked.
+
+    The tokens themselves are not stored, so they cannot be shown.
+    """
+    from optiloop.store import Store
+
+    with _user_errors(), Store(db) as store:
+        tokens = store.list_tokens()
+    if not tokens:
+        errors.print("No tokens yet; make one with 'optiloop token create NAME'.")
+        return
+    table = Table("id", "name", "created", "state")
+    for token in tokens:
+        created = token.created.strftime("%Y-%m-%d %H:%M UTC")
+        state = "revoked" if token.revoked else "active"
+        table.add_row(str(token.id), escape(token.name), created, state)
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    name_or_id: Annotated[
+        str, typer.Argument(help="The token's name, or its id from 'token list'.")
+    ],
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Refuse a token from now on (401); its experiments stay stored."""
+    from optiloop.store import Store
+
+    with _user_errors(), Store(db) as store:
+        record = store.revoke_token(name_or_id)
+    errors.print(f"Token {record.id} ({escape(record.name)}) revoked.", highlight=False)
+
+
+def _connect(
+    db: str, server: str | None, token: str | None, reading: bool = False
+) -> Any:
+    """A connection to the server when one is named, else to the database.
+
+    ``reading``: the command only reads what is stored, so a database file
+    that is not there is an error rather than a new empty file.
+    """
     from optiloop.client import Connection
 
     if server is None:
+        if reading:
+            _refuse_missing_database(db)
         if db.strip() in ("", "sqlite://", "sqlite:///", "sqlite:///:memory:"):
             raise OptiloopError(
                 f"--db {db!r} names no database file, so every result would be "

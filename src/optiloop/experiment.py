@@ -501,7 +501,7 @@ class ExecutorSpec(_Strict):
     address: str | None = None
     cluster: str = Field(default="local", pattern=r"\S")
     nodes: Int = Field(default=1, ge=1)
-    devices: Int = Field(default=1, ge=0)
+    devices: Int = Field(default=1, ge=1)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     max_retries: Int = Field(default=1, ge=0, le=100)
 
@@ -732,7 +732,7 @@ def parse_spec(data: Mapping[str, Any]) -> ExperimentSpec:
     try:
         return ExperimentSpec.model_validate(dict(data))
     except ValidationError as error:
-        raise SpecError(_describe(error)) from None
+        raise SpecError(describe_errors(error)) from None
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
@@ -997,8 +997,9 @@ def _first_few(items: Sequence[object], shown: int = 5) -> str:
     return listed
 
 
-def _describe(error: ValidationError) -> str:
-    """One line per problem: where it is, then pydantic's or our wording."""
+def describe_errors(error: ValidationError) -> str:
+    """One line per problem: where it is, then pydantic's or our wording
+    (never a class name of ours, which means nothing to a user)."""
     lines = []
     for problem in error.errors():
         where = _location(problem["loc"])
@@ -1007,6 +1008,10 @@ def _describe(error: ValidationError) -> str:
             message = "unknown field; remove it or check its spelling"
         elif problem["type"] == "missing":
             message = "field required; add it"
+        elif problem["type"] == "model_type":
+            message = f"should be a mapping of fields (got {problem.get('input')!r})"
+        elif problem["type"] == "string_pattern_mismatch":
+            message = f"should not be blank (got {problem.get('input')!r})"
         else:
             message = (
                 f"{message} (got {problem.get('input')!r})"

@@ -29,6 +29,7 @@ from optiloop.analysis import (
     parallel_coordinates,
     pearson,
 )
+from optiloop.analysis.figures import MARK_COLOR, best_runs_legend
 from optiloop.experiment import ExperimentSpec, MetricValue, Observation, parse_spec
 from optiloop.space import Value
 
@@ -391,7 +392,7 @@ def test_correlation_colours_runs_by_the_rule() -> None:
         "failed": ([4.0], RUN_COLORS["failed"]),
         "missed a threshold": ([3.0], RUN_COLORS["infeasible"]),
         "met every threshold": ([2.0], RUN_COLORS["feasible"]),
-        "best runs": ([1.0], RUN_COLORS["best"]),
+        best_runs_legend(spec): ([1.0], RUN_COLORS["best"]),
     }
 
 
@@ -409,3 +410,91 @@ def test_history_labels_each_round() -> None:
 
     assert [shape.x0 for shape in figure.layout.shapes] == [2.5]
     assert [a.text for a in figure.layout.annotations] == ["round 2"]
+
+
+def test_an_int_axis_is_labelled_with_whole_numbers() -> None:
+    # 5..30 in round steps of 10, and the ends; 2..5 at every member.
+    epochs = {"name": "epochs", "type": "int", "bounds": {"min": 5, "max": 30}}
+    n = {"name": "n", "type": "int", "bounds": {"min": 2, "max": 5}}
+    runs = [observe(epochs=e, n=k, acc=0.95, loss=k) for e, k in [(5, 2), (30, 5)]]
+
+    figure = parallel_coordinates(make_spec(epochs, n), runs)
+
+    epochs_axis, n_axis = figure.data[0].dimensions[:2]
+    assert list(epochs_axis.tickvals) == [5, 10, 20, 30]
+    assert list(epochs_axis.ticktext) == ["5", "10", "20", "30"]
+    assert list(n_axis.tickvals) == [2, 3, 4, 5]
+    assert list(n_axis.ticktext) == ["2", "3", "4", "5"]
+
+
+def test_a_double_axis_gets_round_ticks_and_its_ends() -> None:
+    # 0.13 to 0.92: a quarter of the span (0.1975) rounds up to a step of
+    # 0.2.  0.92 is 0.12 from 0.8, over half a step, so it gets a tick;
+    # 0.13 is 0.07 from 0.2, under half a step, so it does not.
+    rate = {"name": "rate", "type": "double", "bounds": {"min": 0.13, "max": 0.92}}
+    runs = [observe(rate=r, acc=0.95, loss=r) for r in (0.13, 0.92)]
+
+    axis = parallel_coordinates(make_spec(rate), runs).data[0].dimensions[0]
+
+    assert list(axis.tickvals) == [0.2, 0.4, 0.6, 0.8, 0.92]
+    assert list(axis.ticktext) == ["0.2", "0.4", "0.6", "0.8", "0.92"]
+
+
+def test_only_metric_axes_would_show_a_range_and_it_is_hidden() -> None:
+    # plotly writes a range label only on an axis without tick values.
+    figure = parallel_coordinates(make_spec(), RUNS)
+
+    trace = figure.data[0]
+    ranged = [d.label for d in trace.dimensions if d.tickvals is None]
+    assert ranged == ["acc", "loss"]
+    assert trace.rangefont.color == "rgba(0,0,0,0)"
+
+
+def test_categories_reach_the_ticks_as_plain_text() -> None:
+    # plotly writes parallel-coordinates ticks as text: escaping them would
+    # show "&lt;b&gt;"; the axis title is markup and stays escaped.
+    kind = {
+        "name": "<i>kind</i>",
+        "type": "categorical",
+        "categorical_values": ["<b>hi</b>", "a&b"],
+    }
+    runs = [observe(**{"<i>kind</i>": v}, acc=0.95, loss=1) for v in ("a&b",)]
+
+    axis = parallel_coordinates(make_spec(kind), runs).data[0].dimensions[0]
+
+    assert list(axis.ticktext) == ["<b>hi</b>", "a&b"]
+    assert axis.label == "&lt;i&gt;kind&lt;/i&gt;"
+
+
+def test_the_best_box_and_thresholds_are_not_the_failed_colour() -> None:
+    figure = metric_scatter(make_spec(), RUNS)
+
+    box = next(trace for trace in figure.data if trace.name == "best")
+    assert box.marker.color == MARK_COLOR
+    assert [shape.line.color for shape in figure.layout.shapes] == [MARK_COLOR]
+    used = {box.marker.color, *(s.line.color for s in figure.layout.shapes)}
+    assert RUN_COLORS["failed"] not in used
+
+
+def test_the_legend_says_what_the_best_runs_are() -> None:
+    figure = metric_scatter(make_spec(), RUNS)
+    names = [trace.name.replace("<br>", " ") for trace in figure.data]
+    key = parallel_coordinates(make_spec(), RUNS).layout.annotations[0].text
+
+    top = "best runs: the top 10% of the runs that met every threshold (at most 40)"
+    assert top in names
+    assert "orange: best runs, the top 10% of the runs that met every" in key
+
+    two = make_spec(
+        metrics=[
+            {"name": "loss", "objective": "minimize"},
+            {"name": "speed", "objective": "maximize"},
+        ]
+    )
+    assert "the Pareto front of the runs" in best_runs_legend(two).replace("<br>", " ")
+
+
+def test_a_history_of_failures_has_no_best_so_far() -> None:
+    figure = history(make_spec(), [failed(1.0), failed(2.0)])
+
+    assert "best so far" not in [trace.name for trace in figure.data]

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from plotly.offline import get_plotlyjs
+from typer.testing import CliRunner
 
 from optiloop.analysis import VIEW_IDS, render_report, summarize
+from optiloop.cli import app
 from optiloop.experiment import ExperimentSpec, MetricValue, Observation, parse_spec
 
 HOSTILE = "<script>alert(1)</script>"
@@ -163,3 +166,25 @@ def test_figure_data_cannot_close_its_script_element() -> None:
     data = data.split("</script>")[0]
     assert "<" not in data
     assert json.loads(data)["history"]["layout"]["title"]["text"]
+
+
+def test_the_heading_is_not_repeated_under_it(page: str) -> None:
+    titled = render_report(make_spec("digits"), RUNS, "Experiment 3: digits")
+
+    assert 'class="subtitle"' not in titled
+    # A title without the name keeps the name under it.
+    assert '<p class="subtitle">Experiment report</p>' in page
+
+
+def test_report_refuses_a_database_that_is_not_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Opening the default sqlite:///optiloop.db would create an empty file.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OPTILOOP_DB", raising=False)
+
+    result = CliRunner().invoke(app, ["report", "--out", "report.html"])
+
+    assert result.exit_code == 2
+    assert "no database file at optiloop.db" in result.output
+    assert list(tmp_path.iterdir()) == []

@@ -12,12 +12,18 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.browser.conftest import BEST, FAILED, MET, MISSED, Console, Seeded
+from tests.browser.conftest import BEST, FAILED, MET, MISSED, SPEC, Console, Seeded
+
+from optiloop.analysis.figures import best_runs_legend
+from optiloop.experiment import parse_spec
 
 GRAY = "rgb(168, 168, 168)"
 BLUE = "rgb(31, 119, 180)"
 ORANGE = "rgb(255, 127, 14)"
 RED = "rgb(214, 39, 40)"
+
+# The legend entry of the orange runs, which says what they are.
+BEST_RUNS = best_runs_legend(parse_spec(SPEC))
 
 # Enough for a poll (every 3 s) and a redraw on a loaded machine.
 LIVE_TIMEOUT_MS = 20_000
@@ -81,6 +87,54 @@ def test_a_wrong_token_is_refused_and_the_right_one_signs_in(
     # The refused request is the only thing the console reported.
     assert all("401" in error for error in console.errors), console.errors
     assert len(console.errors) == 1
+
+
+def test_the_sign_in_page_says_what_the_dashboard_shows(
+    page: tuple[Any, Console], seeded: Seeded
+) -> None:
+    # Besides the token's own, the runs made in-process (no token's).
+    tab, _ = page
+    tab.goto(seeded.url + "/")
+    text = tab.inner_text("#login .note")
+
+    assert "experiments and campaigns this token created" in text
+    assert "optiloop run --db" in text
+    assert "belong to no token" in text
+
+
+def test_empty_lists_are_plain_notes_not_warnings(
+    page: tuple[Any, Console], seeded: Seeded
+) -> None:
+    tab, console = page
+    tab.route(
+        f"{seeded.url}/dashboard/api/overview",
+        lambda route: route.fulfill(json={"experiments": [], "campaigns": []}),
+    )
+    sign_in(tab, seeded)
+    tab.wait_for_selector("text=No campaign yet.")
+
+    notes = tab.locator("#app p.note").all_inner_texts()
+    assert "No campaign yet." in notes
+    assert any(text.startswith("No experiment yet.") for text in notes)
+    assert tab.locator("#app .message").count() == 0
+    assert console.errors == []
+
+
+def test_numbers_are_written_as_the_cli_writes_them(
+    page: tuple[Any, Console], seeded: Seeded
+) -> None:
+    # The CLI writes values with Python's format(value, ".4g").
+    tab, _ = page
+    sign_in(tab, seeded)
+    tab.wait_for_selector("#experiments")
+    values = [2.5e-05, 0.000125, 1e-4, 0.97, 15.0, 12345.0, -0.5, 9.99995, 99995.0]
+    # Ties go to the even figure (1234.5 to 1234), as Python rounds them.
+    values += [1234.5, 1235.5, 1.0625, 0.125, 0.98775, 5e-324, 1.7e308]
+
+    written = tab.evaluate("values => values.map(formatG)", values)
+
+    assert written == [format(value, ".4g") for value in values]
+    assert "2.5e-05" in written
 
 
 def test_the_overview_lists_progress_and_best_so_far(
@@ -165,8 +219,8 @@ def test_every_view_draws_every_run_in_the_rule_colours(
         assert drawn["missed a threshold"]["colour"] == GRAY, view
         assert drawn["met every threshold"]["points"] == MET, view
         assert drawn["met every threshold"]["colour"] == BLUE, view
-        assert drawn["best runs"]["points"] == BEST, view
-        assert drawn["best runs"]["colour"] == ORANGE, view
+        assert drawn[BEST_RUNS]["points"] == BEST, view
+        assert drawn[BEST_RUNS]["colour"] == ORANGE, view
     assert traces(tab, "metric-scatter")["best"]["points"] == 1
 
     # Importance: a bar per parameter and metric (3 x 2).
@@ -284,4 +338,32 @@ def test_the_campaign_page_shows_bounds_compute_and_the_grid_comparison(
         "() => document.getElementById('history').layout.shapes.map(s => s.x0)"
     )
     assert shapes == [4.5]
+    assert console.errors == []
+
+
+def test_print_media_draws_every_figure(
+    page: tuple[Any, Console], seeded: Seeded
+) -> None:
+    # Print preview (print media) shows the figures never scrolled to.
+    tab, console = page
+    tab.set_viewport_size({"width": 1280, "height": 600})
+    sign_in(tab, seeded)
+    tab.wait_for_selector("#experiments")
+    tab.goto(f"{seeded.url}/#/experiments/{seeded.experiments['seeded']}")
+    tab.wait_for_function(
+        "() => document.querySelector('.view')?.dataset.state === 'drawn'",
+        timeout=DRAW_TIMEOUT_MS,
+    )
+    states = tab.eval_on_selector_all(".view", "divs => divs.map(d => d.dataset.state)")
+    assert "waiting" in states
+
+    tab.emulate_media(media="print")
+
+    tab.wait_for_function(
+        """() => [...document.querySelectorAll('.view')].every(
+              d => d.dataset.state === 'drawn'
+                && d.querySelector('svg.main-svg') !== null)""",
+        timeout=DRAW_TIMEOUT_MS,
+    )
+    assert tab.locator(".view").count() == 5
     assert console.errors == []

@@ -5,8 +5,10 @@ No cluster is started here; ``test_ray_cluster.py`` runs on a real one.
 
 from __future__ import annotations
 
+import http.server
 import socket
 import sys
+import threading
 
 import pytest
 
@@ -88,3 +90,81 @@ def test_an_address_where_nothing_listens_is_refused_at_once() -> None:
     ):
         _check_reachable(f"127.0.0.1:{port}")
     _check_reachable("auto")
+
+
+def test_a_port_that_is_not_ray_is_refused_at_once() -> None:
+    from optiloop.errors import OptiloopError
+    from optiloop.runner.ray_executor import _check_reachable
+
+    # A web server accepts the connection, then answers as HTTP/1, not Ray.
+    server = http.server.HTTPServer(
+        ("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    address = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(OptiloopError) as raised:
+            _check_reachable(address)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert str(raised.value).startswith(
+        f"job.executor.address: {address} accepts connections but is not a Ray cluster"
+    )
+
+
+@pytest.mark.parametrize(
+    ("address", "loopback"),
+    [
+        ("127.0.0.1:6379", True),
+        ("127.0.0.2:6379", True),
+        ("localhost:6379", True),
+        ("[::1]:6379", True),
+        ("192.0.2.2:6379", False),
+        ("head.example.org:6379", False),
+        ("ray://127.0.0.1:10001", False),
+        ("auto", False),
+    ],
+)
+def test_loopback_addresses_are_told_apart(address: str, loopback: bool) -> None:
+    from optiloop.runner.ray_executor import _is_loopback
+
+    assert _is_loopback(address) is loopback
+
+
+@pytest.mark.parametrize(
+    ("request_", "field", "shortfall"),
+    [
+        (
+            {"CPU": 1, "gaudi": 16},
+            "job.executor.resources.custom.gaudi",
+            "each run asks for 16 gaudi, and the largest node has 8",
+        ),
+        (
+            {"CPU": 9},
+            "job.executor.resources.num_cpus",
+            "each run asks for 9 CPU, and the largest node has 8",
+        ),
+        # The dead node's 8 GPUs do not count.
+        (
+            {"GPU": 5},
+            "job.executor.resources.num_gpus",
+            "each run asks for 5 GPU, and the largest node has 4",
+        ),
+        # Each is on some node, but not both on one.
+        (
+            {"gaudi": 1, "memory": 1},
+            "job.executor.resources",
+            "each run asks for {'gaudi': 1, 'memory': 1} on one node, and no "
+            "node has all of them",
+        ),
+    ],
+)
+def test_an_unplaceable_request_names_its_field(
+    request_: dict[str, float], field: str, shortfall: str
+) -> None:
+    from optiloop.runner.ray_executor import unplaceable
+
+    assert placeable_runs(NODES, request_) == 0
+    assert unplaceable(NODES, request_) == (field, shortfall)

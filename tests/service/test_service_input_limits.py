@@ -294,3 +294,19 @@ def test_observations_with_assignments_keep_to_the_budget(api: TestClient) -> No
     closing = {"suggestion": open_one["id"], "value": 2.0}
     assert api.post(f"{url}/observations", json=closing).status_code == 200
     assert api.get(f"{url}/observations").json()["count"] == 3
+
+
+def test_idempotency_key_on_a_long_path_is_kept(
+    api_on_each_backend: TestClient,
+) -> None:
+    api = api_on_each_backend
+    made = api.post("/v1/experiments", json=SPEC).json()
+    # Ids may carry leading zeros, so a path may be longer than any column.
+    url = f"/v1/experiments/{made['id']:0>400}/suggestions"
+    headers = {"Idempotency-Key": "long-path"}
+
+    first = api.post(url, headers=headers)
+    again = api.post(url, headers=headers)
+
+    assert first.status_code == again.status_code == 200, first.text
+    assert first.json()["id"] == again.json()["id"]

@@ -31,7 +31,7 @@ def test_fresh_file_gets_the_schema_and_its_folder(tmp_path: Path) -> None:
         }
         (revision,) = raw.execute("SELECT version_num FROM alembic_version").fetchone()
     assert {"experiments", "suggestions", "observations"} <= tables
-    assert revision == "0003"
+    assert revision == "0004"
 
 
 def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
@@ -52,7 +52,7 @@ def test_reopening_keeps_data_and_revision(tmp_path: Path) -> None:
         Store(url).close()
     with sqlite3.connect(tmp_path / "again.db") as raw:
         rows = raw.execute("SELECT version_num FROM alembic_version").fetchall()
-    assert rows == [("0003",)]
+    assert rows == [("0004",)]
 
 
 def test_sqlite_connections_use_wal_foreign_keys_and_wait(tmp_path: Path) -> None:
@@ -122,3 +122,33 @@ def test_upgrade_from_0001_keeps_experiments_without_an_owner(
         assert store.find_token(secret) is not None
     assert record.spec.name == "old"
     assert record.owner_token_id is None
+
+
+def test_upgrade_from_0003_keeps_tokens_valid(database_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from optiloop.store import alembic_config
+    from optiloop.store.store import token_digest
+
+    # A token made before tokens could be revoked.
+    command.upgrade(alembic_config(database_url), "0003")
+    insert = text(
+        "INSERT INTO tokens (name, digest, created) VALUES ('old', :digest, :now)"
+    )
+    engine = create_store_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(
+            insert,
+            {
+                "digest": token_digest("olt_old-secret"),
+                "now": datetime(2026, 1, 1, tzinfo=UTC),
+            },
+        )
+    engine.dispose()
+
+    with Store(database_url) as store:
+        found = store.find_token("olt_old-secret")
+        assert found is not None and found.name == "old" and not found.revoked
+        store.revoke_token("old")
+        assert store.find_token("olt_old-secret") is None

@@ -15,8 +15,13 @@ One colour rule runs through the figures, as in the reference workflow:
   (at most ``MAX_BEST_RUNS``);
 - red: the run failed and has no metric values.
 
+Marks that stand for no run (the box around the best point, threshold
+lines) are near-black, and the figures say in words what "best runs" are.
+
 User strings (parameter, metric and category names) are HTML-escaped before
-they reach plotly, which would otherwise read tags such as ``<b>`` in them.
+they reach plotly, which would otherwise read tags such as ``<b>`` in them;
+except the tick labels of the parallel coordinates, which plotly writes as
+plain text (escaped, ``a&b`` would show as ``a&amp;b``).
 
 plotly is imported inside the functions, so that importing
 ``optiloop.analysis`` stays cheap for commands that draw nothing.
@@ -27,6 +32,7 @@ from __future__ import annotations
 import html
 import logging
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -90,10 +96,25 @@ _LINE_COLORSCALE = [
 # measures the whole page), with the same picture of the search.
 MAX_LINES = 500
 
-# Tick marks on a numeric axis of parallel coordinates; a grid with at most
-# _MAX_GRID_TICKS members is labelled at every member instead.
+# Tick marks on a numeric axis of parallel coordinates; a grid (or an int
+# range) with at most _MAX_GRID_TICKS members is labelled at every member
+# instead.
 _AXIS_TICKS = 5
 _MAX_GRID_TICKS = 12
+
+# plotly writes the range of an axis without tick values above and below
+# it, right next to the end ticks; a transparent font hides those labels
+# (plotly has no switch for them).  Parameter axes have tick values, which
+# plotly's parallel coordinates draw without a range.
+_NO_RANGE_LABELS = {"color": "rgba(0,0,0,0)"}
+
+# Legend entries wrap at this many characters, so a long one does not
+# squeeze the plot.
+_LEGEND_WIDTH = 26
+
+# Marks that are not runs (the box around the best point, threshold lines):
+# none of the run colours, so they read as no class of run.
+MARK_COLOR = "#333333"
 
 # What each colour class is called in a legend, in drawing order.
 _CLASS_LABELS: dict[RunClass, str] = {
@@ -145,6 +166,22 @@ def classify_runs(
         else:
             classes.append("infeasible")
     return classes
+
+
+def best_runs_text(spec: ExperimentSpec, best_fraction: float = BEST_FRACTION) -> str:
+    """What the orange runs of ``classify_runs`` are, in words."""
+    if len(spec.optimized_metrics) > 1:
+        return "the Pareto front of the runs that met every threshold"
+    return (
+        f"the top {best_fraction * 100:.3g}% of the runs that met every "
+        f"threshold (at most {MAX_BEST_RUNS})"
+    )
+
+
+def best_runs_legend(spec: ExperimentSpec, best_fraction: float = BEST_FRACTION) -> str:
+    """The legend entry of the best runs, wrapped onto a few lines."""
+    text = f"best runs: {best_runs_text(spec, best_fraction)}"
+    return "<br>".join(textwrap.wrap(text, _LEGEND_WIDTH))
 
 
 def parallel_coordinates(
@@ -204,6 +241,7 @@ def parallel_coordinates(
                 "cmax": 2,
                 "showscale": False,
             },
+            rangefont=_NO_RANGE_LABELS,
         )
     )
     figure.update_layout(
@@ -211,7 +249,7 @@ def parallel_coordinates(
         template=_TEMPLATE,
         height=_HEIGHT,
         margin={"l": 80, "r": 80, "t": 100, "b": 70},
-        annotations=[_colour_key(0.0, -0.12)],
+        annotations=[_colour_key(best_runs_text(spec, best_fraction), 0.0, -0.12)],
     )
     return figure
 
@@ -355,15 +393,18 @@ def history(
     )
 
     # The line last, on top: among thousands of marks it is what one reads.
-    figure.add_trace(
-        go.Scatter(
-            name="best so far",
-            x=_array(numbers),
-            y=_array(best_so_far(spec, observations, name)),
-            mode="lines",
-            line={"color": ORANGE, "shape": "hv", "width": 2},
+    # Before any run met every threshold there is none, nor a legend entry.
+    best = best_so_far(spec, observations, name)
+    if any(value is not None for value in best):
+        figure.add_trace(
+            go.Scatter(
+                name="best so far",
+                x=_array(numbers),
+                y=_array(best),
+                mode="lines",
+                line={"color": ORANGE, "shape": "hv", "width": 2},
+            )
         )
-    )
 
     labels = list(round_labels) + [""] * (len(round_starts) - len(round_labels))
     for index, label in zip(round_starts, labels):
@@ -418,9 +459,9 @@ def metric_scatter(
 ) -> Figure:
     """One metric against another for every successful run.
 
-    Threshold lines are dashed; the best runs (``best_observations``) are
-    boxed in red.  When the two axes are the two optimized metrics, the
-    Pareto front is joined by a line.
+    Threshold lines are dashed; the best points (``best_observations``)
+    are boxed; both near-black, which is no run's colour.  When the two axes are
+    the two optimized metrics, the Pareto front is joined by a line.
     """
     import plotly.graph_objects as go
 
@@ -449,7 +490,7 @@ def metric_scatter(
     labels: dict[RunClass, str] = {
         "infeasible": "missed a threshold",
         "feasible": "met every threshold",
-        "best": "best runs",
+        "best": best_runs_legend(spec, best_fraction),
     }
     for run_class, label in labels.items():
         chosen = [p for p in points if p[2] == run_class]
@@ -489,16 +530,17 @@ def metric_scatter(
             marker={
                 "symbol": "square-open",
                 "size": 18,
-                "color": RED,
+                "color": MARK_COLOR,
                 "line": {"width": 2},
             },
         )
     )
 
+    threshold_line = {"dash": "dash", "color": MARK_COLOR}
     if x_metric.threshold is not None:
-        figure.add_vline(x=x_metric.threshold, line={"dash": "dash", "color": RED})
+        figure.add_vline(x=x_metric.threshold, line=threshold_line)
     if y_metric.threshold is not None:
-        figure.add_hline(y=y_metric.threshold, line={"dash": "dash", "color": RED})
+        figure.add_hline(y=y_metric.threshold, line=threshold_line)
 
     figure.update_layout(
         title=title,
@@ -566,7 +608,8 @@ def correlation(
     # Coloured by the rule of every other view; two parameters have values
     # for failed runs too, drawn red.
     figure = go.Figure()
-    for run_class, label in _CLASS_LABELS.items():
+    labels = {**_CLASS_LABELS, "best": best_runs_legend(spec)}
+    for run_class, label in labels.items():
         chosen = [(a, b) for a, b, c in points if c == run_class]
         if not chosen:
             continue
@@ -645,12 +688,13 @@ def _metric_or_first_optimized(spec: ExperimentSpec, name: str | None) -> Metric
     return spec.optimized_metrics[0] if name is None else spec.metric(name)
 
 
-def _colour_key(x: float, y: float) -> dict[str, Any]:
-    """A legend for parallel coordinates, which have none of their own."""
+def _colour_key(best: str, x: float, y: float) -> dict[str, Any]:
+    """A legend for parallel coordinates, which have none of their own;
+    ``best`` says what the best runs are."""
     words = (
         f'<span style="color:{GRAY}">gray: missed a threshold</span>  ·  '
         f'<span style="color:{BLUE}">blue: met every threshold</span>  ·  '
-        f'<span style="color:{ORANGE}">orange: best runs</span>'
+        f'<span style="color:{ORANGE}">orange: best runs, {_escape(best)}</span>'
     )
     return {
         "text": words,
@@ -684,7 +728,10 @@ def _thin(
 def _parameter_axis(
     parameter: ParameterSpec, observations: Sequence[Observation]
 ) -> dict[str, Any]:
-    """One parallel-coordinates axis: its label, values and tick marks."""
+    """One parallel-coordinates axis: its label, values and tick marks.
+
+    Tick labels are plotly's plain text, so categories are not escaped.
+    """
     label = _escape(parameter.name)
     values = [o.assignments[parameter.name] for o in observations]
 
@@ -696,7 +743,7 @@ def _parameter_axis(
             "label": label,
             "values": _array([categories.index(str(v)) for v in values]),
             "tickvals": list(range(len(categories))),
-            "ticktext": [_escape(c) for c in categories],
+            "ticktext": categories,
             "range": [0, max(len(categories) - 1, 1)],
         }
 
@@ -705,16 +752,21 @@ def _parameter_axis(
     low = min([bounds.min, *numbers])
     high = max([bounds.max, *numbers])
     log = _on_log_scale(parameter)
+    integer = parameter.type == "int"
 
-    # A short grid is labelled at its members; anything else gets evenly
-    # spaced ticks (in log space on a log scale).
+    # A short grid or int range is labelled at its members; anything else
+    # gets round ticks (evenly spaced in log space on a log scale).
     grid = parameter.grid_values()
+    if grid is None and integer and high - low < _MAX_GRID_TICKS:
+        grid = list(range(math.ceil(low), math.floor(high) + 1))
     if grid is not None and len(grid) <= _MAX_GRID_TICKS:
-        ticks = sorted(grid)
+        ticks = sorted(float(member) for member in grid)
     elif log:
         ticks = np.geomspace(low, high, _AXIS_TICKS).tolist()
+        if integer:
+            ticks = sorted({float(round(t)) for t in ticks})
     else:
-        ticks = np.linspace(low, high, _AXIS_TICKS).tolist()
+        ticks = _round_ticks(low, high, integer)
 
     # plotly's parallel coordinates have no log axis: a log scale draws
     # log10 values, and the tick labels show the real values.
@@ -723,11 +775,33 @@ def _parameter_axis(
         "label": f"{label} (log)" if log else label,
         "values": _array([place(v) for v in numbers]),
         "tickvals": [place(t) for t in ticks],
-        "ticktext": [f"{t:.3g}" for t in ticks],
+        "ticktext": [f"{t:.0f}" if integer else f"{t:.3g}" for t in ticks],
     }
     if low < high:
         axis["range"] = [place(low), place(high)]
     return axis
+
+
+def _round_ticks(low: float, high: float, integer: bool) -> list[float]:
+    """About ``_AXIS_TICKS`` ticks on [low, high], 1, 2 or 5 times a power
+    of ten apart (at least 1 for an int), and either end unless a round
+    tick lies within half a step of it: a parallel-coordinates axis with
+    tick values shows no range, so the ends need ticks of their own."""
+    if low >= high:
+        return [low]
+    wanted = (high - low) / (_AXIS_TICKS - 1)
+    power = 10.0 ** math.floor(math.log10(wanted))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= wanted)
+    if integer:
+        step = max(step, 1.0)
+
+    # Multiples of the step, rounded off so that 3 * 0.1 is 0.3.
+    multiples = range(math.ceil(low / step), math.floor(high / step) + 1)
+    ticks = [float(f"{k * step:.12g}") for k in multiples]
+    for end in (low, high):
+        if all(abs(end - tick) >= step / 2 for tick in ticks):
+            ticks.append(end)
+    return sorted(ticks)
 
 
 def _quantity(

@@ -215,9 +215,7 @@ def render_report(
         correlation_pair=correlation_pair,
     )
     summary = summarize(spec, observations)
-    body = f'<p class="subtitle">Experiment {_text(spec.name)}</p>\n' + _summary_table(
-        spec, summary
-    )
+    body = _subtitle(title, "Experiment", spec.name) + _summary_table(spec, summary)
     page = _page(title, body, figures)
     logger.info(
         "report of experiment %s rendered from %d observations",
@@ -284,7 +282,7 @@ def render_campaign_report(
         ("Stopped because", str(result.get("stopped_because") or "not stopped yet")),
     ]
     body = [
-        f'<p class="subtitle">Campaign {_text(name)}</p>',
+        _subtitle(title, "Campaign", name),
         _table(["", ""], rows, "summary", header=False),
         "<h2>Experiments</h2>",
         _table(
@@ -337,6 +335,14 @@ def _campaign_best_text(
     if not points:
         return "no run has met every threshold yet"
     return _point_text(spec, points[0])
+
+
+def _subtitle(title: str, kind: str, name: str) -> str:
+    """The experiment's or campaign's name under the heading, unless the
+    heading (the title) already holds it."""
+    if name in title:
+        return ""
+    return f'<p class="subtitle">{_text(kind)} {_text(name)}</p>\n'
 
 
 def _cell(value: object) -> str:

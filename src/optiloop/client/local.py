@@ -10,8 +10,11 @@ are.
 Rules kept here:
 
 - a spec is validated in full before anything is stored;
-- a suggestion is refused once observations plus open suggestions reach the
-  observation budget, and when the optimizer has no new point left;
+- every body is plain data a database stores: nested at most
+  ``MAX_NESTING`` levels, with no NUL or lone surrogate in any text;
+- a suggestion, or an observation with assignments of the caller's own, is
+  refused once observations plus open suggestions reach the observation
+  budget; a suggestion also when the optimizer has no new point left;
 - an observation names exactly one of a suggestion or assignments; the
   assignments lie in the space, the values are finite, and a suggestion is
   observed once;

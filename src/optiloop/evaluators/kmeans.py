@@ -463,6 +463,29 @@ class KMeansEvaluator:
         stop = False
         return Refinement(stop, bounds, reasons, summary)
 
+    def check(self, spec: ExperimentSpec) -> None:
+        """Refuse settings that cannot serve ``spec``'s first round.
+
+        Each hard limit must contain the parameter's starting bounds: the
+        limits are outer walls that refinements clip to, so starting bounds
+        that cross one are a mistake (``refine`` itself copes with any
+        bounds, keeping them where clipping would invert them).
+        """
+        axes = [_Axis.of(p) for p in spec.parameters if p.type != "categorical"]
+        self._check_hard_bounds(spec, axes)
+        by_name = {axis.name: axis for axis in axes}
+        for name, limits in self.settings.hard_bounds.items():
+            axis = by_name[name]
+            below = limits.min is not None and axis.low < limits.min
+            above = limits.max is not None and axis.high > limits.max
+            if below or above:
+                raise SpecError(
+                    f"{SETTINGS_FIELD}.hard_bounds.{name}: the limits "
+                    f"[{_limit(limits.min)}, {_limit(limits.max)}] do not "
+                    f"contain the parameter's bounds [{axis.low:g}, "
+                    f"{axis.high:g}]; widen the limits or narrow the bounds"
+                )
+
     def _check_hard_bounds(self, spec: ExperimentSpec, axes: list[_Axis]) -> None:
         numeric = [axis.name for axis in axes]
         for name in self.settings.hard_bounds:
@@ -472,6 +495,10 @@ class KMeansEvaluator:
                     f"{spec.name!r} has no numeric parameter of that name; "
                     f"the numeric parameters are {numeric}"
                 )
+
+
+def _limit(value: float | None) -> str:
+    return "none" if value is None else f"{value:g}"
 
 
 def _usable(

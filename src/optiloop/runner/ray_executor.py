@@ -15,7 +15,11 @@ many runs the live nodes can hold side by side; it is asked again every few
 seconds, so a cluster that grows (an autoscaler adding nodes) gets more runs,
 and one that shrinks gets fewer.  It never drops below one, so that a cluster
 that scales up on demand sees the demand.  A run that Ray has not placed
-after a few seconds is logged at INFO with the resources it waits for.
+after a few seconds is logged at INFO with the resources it waits for.  A
+run that no live node could ever hold is an error of the spec on the
+cluster optiloop started itself (it never grows), found before anything is
+stored; on a cluster of the user's, which may grow, the runs wait and a
+WARNING says what they ask for and what the nodes have, once a minute.
 
 Failures are told apart by what Ray raises:
 
@@ -37,15 +41,29 @@ The runner connects to ``address`` (``auto``, ``host:port``) once per
 process and stays connected, so the rounds of a campaign share one
 connection; with no address it starts a Ray cluster on this machine, bound
 to 127.0.0.1 (Ray's setting for single-machine clusters,
-``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, unless the user set it).  Workers
+``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, unless the user set it).  An
+address on loopback gets the same setting, else Ray would swap it for the
+machine's network address, and sends the token that ``ray start`` on this
+machine found (``~/.ray/auth_token``, ``RAY_AUTH_TOKEN``); a ``host:port``
+is probed first, so a port where nothing or something other than Ray
+listens is refused at once, not after Ray's minutes of retries.  Workers
 must be able to import optiloop, as with any Ray task: install it on the
 cluster's nodes (or in its image).  A command runs in the runner's working
 folder when the worker has that folder (a shared file system), else in the
 worker's own.
+
+Known shortcoming: when a runner that started its own cluster is killed
+with SIGKILL, Ray's processes fate-share with it, but the raylet's
+dashboard and runtime-env agents (one listening on 127.0.0.1) notice only
+at their next check, a minute or two later.  optiloop's job reaper
+(``runner/executor.py``) does not end them: it knows the process groups of
+jobs only, and the agents share the runner's group with whatever else the
+user's shell put there, so killing that group is not safe.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import os
@@ -75,6 +93,9 @@ STREAM_SECONDS = 0.5
 # A run not placed after this long is logged as queued.
 QUEUED_LOG_SECONDS = 5.0
 
+# How often a cluster that can hold no run at all is reported.
+UNPLACEABLE_WARN_SECONDS = 60.0
+
 # How long the cluster's size is trusted before it is asked again.
 CAPACITY_SECONDS = 5.0
 
@@ -82,13 +103,27 @@ CAPACITY_SECONDS = 5.0
 # only when the worker has said nothing for this long past it.
 TIMEOUT_MARGIN_SECONDS = 30.0
 
+# How long a Ray head has to answer the probe of its address.
+PROBE_SECONDS = 10.0
+
+# The opening of an HTTP/2 connection, which a gRPC server answers at once.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_HTTP2_EMPTY_SETTINGS = bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+# Ray's switch that, off, keeps every socket of its processes on 127.0.0.1.
+_RAY_CLUSTERS_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
 # Ray's own settings that keep a cluster started here on this machine.
 _LOCAL_CLUSTER_ENV = {
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    _RAY_CLUSTERS_VARIABLE: "0",
     # A cluster started implicitly sends no usage reports the user did not
     # ask for; set RAY_USAGE_STATS_ENABLED=1 to allow them.
     "RAY_USAGE_STATS_ENABLED": "0",
 }
+
+# Whether this process started the cluster it is connected to: one that
+# cannot grow, so a run it cannot hold never will be.
+_started_here = False
 
 
 class RayExecutor:
@@ -111,27 +146,45 @@ class RayExecutor:
         self._request = resource_request(self.settings)
         self._remote = self._ray.remote(_run_on_worker)
         self._pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="ray-run")
+        self._nodes: list[Mapping[str, Any]] = []
         self._capacity = 0
         self._capacity_checked = -math.inf
+        self._closing = threading.Event()
+        self._warn_lock = threading.Lock()
+        self._warned_unplaceable = -math.inf
         self._refresh_capacity()
+        if self._capacity == 0 and _started_here:
+            # The cluster started here is this machine and never grows.
+            field, shortfall = unplaceable(self._nodes, self._request)
+            raise SpecError(
+                f"{field}: {shortfall} in the Ray cluster optiloop started on "
+                f"this machine, so no run could ever start; lower it, or set "
+                f"job.executor.address to a cluster that has it"
+            )
 
     @property
     def slots(self) -> int:
         """The bandwidth, capped by what the live nodes can hold (at least 1)."""
-        if time.monotonic() - self._capacity_checked > CAPACITY_SECONDS:
-            self._refresh_capacity()
-        return max(1, min(self.bandwidth, self._capacity))
+        return max(1, min(self.bandwidth, self._current_capacity()))
 
     def submit(self, task: RunTask) -> Future[RunResult]:
         return self._pool.submit(self._run, task)
 
     def shutdown(self) -> None:
+        # Runs Ray has not placed yet are withdrawn; those running finish.
         # The connection stays for the next executor of this process (the
         # next round of a campaign); Ray closes it when the process exits.
+        self._closing.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def _current_capacity(self) -> int:
+        if time.monotonic() - self._capacity_checked > CAPACITY_SECONDS:
+            self._refresh_capacity()
+        return self._capacity
+
     def _refresh_capacity(self) -> None:
-        capacity = placeable_runs(self._ray.nodes(), self._request)
+        self._nodes = self._ray.nodes()
+        capacity = placeable_runs(self._nodes, self._request)
         self._capacity_checked = time.monotonic()
         if capacity != self._capacity:
             logger.info(
@@ -200,8 +253,13 @@ class RayExecutor:
                 ready, _ = ray.wait([stream], timeout=POLL_SECONDS)
                 now = time.monotonic()
                 if not ready:
-                    if started is None and not logged_queued:
-                        if now - submitted >= QUEUED_LOG_SECONDS:
+                    if started is None and self._closing.is_set():
+                        ray.cancel(stream, force=True)
+                        return lost(
+                            "failed", "withdrawn: the runner stopped before it started"
+                        )
+                    if started is None and now - submitted >= QUEUED_LOG_SECONDS:
+                        if not self._warn_if_unplaceable() and not logged_queued:
                             self._log_queued(task)
                             logged_queued = True
                     elif self._overdue(task, started, now):
@@ -239,6 +297,29 @@ class RayExecutor:
         limit = task.timeout_seconds + self.grace_seconds + TIMEOUT_MARGIN_SECONDS
         return now - started > limit
 
+    def _warn_if_unplaceable(self) -> bool:
+        """Whether no live node can hold a run; warned every so often.
+
+        A cluster that may grow (an autoscaler) is left to do so, so the
+        runs wait; the user is told what they wait for.
+        """
+        if self._current_capacity() > 0:
+            return False
+        with self._warn_lock:
+            now = time.monotonic()
+            if now - self._warned_unplaceable >= UNPLACEABLE_WARN_SECONDS:
+                self._warned_unplaceable = now
+                _, shortfall = unplaceable(self._nodes, self._request)
+                logger.warning(
+                    "no run can start: each asks for %s, and %s in the Ray "
+                    "cluster; the runs wait until the cluster grows (an "
+                    "autoscaler adding nodes) or job.executor.resources is "
+                    "lowered",
+                    self._request,
+                    shortfall,
+                )
+        return True
+
     def _log_queued(self, task: RunTask) -> None:
         free = self._ray.available_resources()
         wanted = {name: free.get(name, 0.0) for name in self._request}
@@ -258,12 +339,19 @@ def connect(address: str | None) -> Any:
     An existing connection of this process is kept when ``address`` names
     no cluster in particular (none, ``auto``, Ray Client's ``ray://``) or
     names the same one; Ray lets a process talk to one cluster only, so
-    another ``host:port`` is refused.
+    another ``host:port`` is refused.  Every failure to connect is an
+    ``OptiloopError`` naming ``job.executor.address``.
     """
-    if address is None and "ray" not in sys.modules:
-        # Read when Ray is imported: keep a cluster started here on loopback.
-        for name, value in _LOCAL_CLUSTER_ENV.items():
-            os.environ.setdefault(name, value)
+    global _started_here
+
+    loopback = address is not None and _is_loopback(address)
+    if "ray" not in sys.modules:
+        # Read when Ray is imported: keep this process on loopback.
+        if address is None:
+            for name, value in _LOCAL_CLUSTER_ENV.items():
+                os.environ.setdefault(name, value)
+        elif loopback:
+            _stay_on_loopback()
     try:
         import ray
     except ImportError:
@@ -278,11 +366,81 @@ def connect(address: str | None) -> Any:
     if address is None:
         logger.info("starting a Ray cluster on this machine")
         ray.init(include_dashboard=False, log_to_driver=False)
-    else:
-        _check_reachable(address)
-        logger.info("connecting to the Ray cluster at %s", address)
+        _started_here = True
+        return ray
+
+    if loopback:
+        _refuse_ray_off_loopback(address)
+    _check_reachable(address)
+    logger.info("connecting to the Ray cluster at %s", address)
+    try:
         ray.init(address=address, log_to_driver=False)
+    except (
+        ConnectionError,
+        RuntimeError,
+        ValueError,
+        ray.exceptions.RayError,
+    ) as error:
+        raise OptiloopError(
+            f"job.executor.address: could not connect to the Ray cluster at "
+            f"{address} ({_first_line(error)}); if the cluster asks for a "
+            f"token, set RAY_AUTH_MODE=token and put the cluster's token in "
+            f"~/.ray/auth_token or RAY_AUTH_TOKEN, else check the address "
+            f"with 'ray status --address {address}'"
+        ) from None
     return ray
+
+
+def _is_loopback(address: str) -> bool:
+    """Whether the host of ``host:port`` is this machine's loopback."""
+    if "://" in address:
+        return False
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _stay_on_loopback() -> None:
+    """Ray's settings for a driver of a cluster on this machine's loopback.
+
+    Ray replaces a loopback address by the machine's network address unless
+    clusters are off (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``), and a head
+    started with ``ray start`` on this machine asks for the token it found
+    under ``~/.ray`` (or in ``RAY_AUTH_TOKEN``), which Ray's driver sends
+    only when told to (``RAY_AUTH_MODE=token``).  The user's own settings
+    win.
+    """
+    os.environ.setdefault(_RAY_CLUSTERS_VARIABLE, "0")
+    if "RAY_AUTH_MODE" not in os.environ and _auth_token_available():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def _auth_token_available() -> bool:
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    token_file = Path(path) if path else Path.home() / ".ray" / "auth_token"
+    return token_file.is_file()
+
+
+def _refuse_ray_off_loopback(address: str) -> None:
+    """Refuse a loopback address when Ray, imported already, would leave it."""
+    # What Ray read at import; a private constant, so its absence in some
+    # later Ray lets the address through rather than failing here.
+    from ray._private import ray_constants
+
+    if getattr(ray_constants, "ENABLE_RAY_CLUSTER", False):
+        raise OptiloopError(
+            f"job.executor.address: {address} is on loopback, but Ray was "
+            f"imported before optiloop could keep it there and would connect "
+            f"to this machine's network address instead; set "
+            f"{_RAY_CLUSTERS_VARIABLE}=0 in the environment, or use the "
+            f"head's network address"
+        )
 
 
 def _refuse_another_cluster(ray: Any, address: str | None) -> None:
@@ -299,22 +457,55 @@ def _refuse_another_cluster(ray: Any, address: str | None) -> None:
 
 
 def _check_reachable(address: str) -> None:
-    """Refuse a ``host:port`` where nothing listens, before Ray tries.
+    """Refuse a ``host:port`` where no Ray cluster listens, before Ray tries.
 
-    Ray retries an unreachable head for minutes; a refused connection is
-    known at once.  ``auto`` and Ray Client's ``ray://`` are left to Ray.
+    Ray retries an unreachable head for minutes.  A refused connection is
+    known at once, and a Ray head speaks gRPC, so it answers the HTTP/2
+    preface with its settings frame; anything else (a web server, silence
+    for ``PROBE_SECONDS``) is not Ray.  ``auto`` and Ray Client's
+    ``ray://`` are left to Ray.
     """
     host, _, port = address.rpartition(":")
     if address == "auto" or "://" in address or not port.isdigit():
         return
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=10):
-            pass
+        with socket.create_connection(
+            (host.strip("[]"), int(port)), timeout=PROBE_SECONDS
+        ) as connection:
+            connection.sendall(_HTTP2_PREFACE + _HTTP2_EMPTY_SETTINGS)
+            reply = _read_at_most(connection, 9)
     except OSError as error:
         raise OptiloopError(
             f"job.executor.address: no Ray cluster answers at {address} "
             f"({error}); start one ('ray start --head') or fix the address"
         ) from None
+    # A frame header: 3 bytes of length, then the type, 4 for SETTINGS.
+    if len(reply) < 9 or reply[3] != 4:
+        raise OptiloopError(
+            f"job.executor.address: {address} accepts connections but is not "
+            f"a Ray cluster (it did not answer as Ray's head does, "
+            f"{reply[:20]!r}); set the address to the head's GCS port, the "
+            f"--port of 'ray start --head' (6379 by default)"
+        )
+
+
+def _read_at_most(connection: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = connection.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+# Ray's names of the resources a spec asks for by name.
+_REQUEST_FIELDS = {"CPU": "num_cpus", "GPU": "num_gpus"}
 
 
 def resource_request(settings: ExecutorSpec) -> dict[str, float]:
@@ -347,6 +538,30 @@ def placeable_runs(
             for name, amount in request.items()
         )
     return total
+
+
+def unplaceable(
+    nodes: Sequence[Mapping[str, Any]], request: Mapping[str, float]
+) -> tuple[str, str]:
+    """The spec field no live node can satisfy, and what the nodes have.
+
+    Called when ``placeable_runs`` is 0: either one resource is short on
+    every node, or each is somewhere but no node has them all together.
+    """
+    alive = [node.get("Resources") or {} for node in nodes if node.get("Alive")]
+    for name, amount in request.items():
+        largest = max((have.get(name, 0.0) for have in alive), default=0.0)
+        if largest < amount:
+            field = _REQUEST_FIELDS.get(name, f"custom.{name}")
+            return (
+                f"job.executor.resources.{field}",
+                f"each run asks for {amount:g} {name}, and the largest node "
+                f"has {largest:g}",
+            )
+    return (
+        "job.executor.resources",
+        f"each run asks for {dict(request)} on one node, and no node has all of them",
+    )
 
 
 def classify_ray_error(error: BaseException) -> tuple[LossKind, str]:

@@ -76,7 +76,7 @@ SECURITY_SCHEMES = {
         "description": "The API token as 'Authorization: Bearer <token>'.",
     },
 }
-EITHER_SCHEME = [{"basicAuth": []}, {"bearerAuth": []}]
+EITHER_SCHEME: list[dict[str, list[str]]] = [{"basicAuth": []}, {"bearerAuth": []}]
 
 
 def create_app(db_url: str, *, driver: LocalDriver | None = None) -> FastAPI:
@@ -240,9 +240,12 @@ def idempotent(
 
     # The key is bound to the whole request: a retry sends the same bytes,
     # and a different request under a used key is an error, not a replay.
-    # At most 7 + 120 + 65 characters: within the 300 stored.
-    digest = getattr(request.state, "body_digest", EMPTY_BODY_DIGEST)
-    what = f"{request.method} {request.url.path} {digest}"
+    # A path may be long (ids take leading zeros), so the digest covers it
+    # whole and only its start is kept to read: within the 300 stored.
+    body_digest = getattr(request.state, "body_digest", EMPTY_BODY_DIGEST)
+    path = request.url.path
+    signed = f"{request.method} {path} {body_digest}".encode()
+    what = f"{request.method} {path[:200]} {hashlib.sha256(signed).hexdigest()}"
     kept = driver.store.claim_idempotency_key(caller.id, key, what)
     if kept is not None:
         return _replay(key, what, kept)

@@ -39,6 +39,7 @@ from sqlalchemy import (
     String,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -127,6 +128,10 @@ class TokenRow(Base):
     name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     digest: Mapped[str] = mapped_column(String(DIGEST_LENGTH), unique=True)
     created: Mapped[datetime] = mapped_column(UtcDateTime)
+    # A revoked token is refused; the row stays, since experiments name it.
+    revoked: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
 
 class CampaignRow(Base):

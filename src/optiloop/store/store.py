@@ -46,6 +46,7 @@ from optiloop.experiment import (
 from optiloop.space import Assignments, Value
 from optiloop.store.engine import WRITE, create_store_engine
 from optiloop.store.models import (
+    NAME_LENGTH,
     CampaignRow,
     ExperimentRow,
     IdempotentRequestRow,
@@ -128,6 +129,7 @@ class TokenRecord:
     id: int
     name: str
     created: datetime
+    revoked: bool = False
 
 
 @dataclass(frozen=True)
@@ -698,24 +700,71 @@ class Store:
 
     def create_token(self, name: str) -> tuple[TokenRecord, str]:
         """A new API token: its record, and the token, which only this call
-        returns; the database keeps its SHA-256 digest."""
+        returns; the database keeps its SHA-256 digest.
+
+        ``name`` is unique among tokens not revoked, so that it names one
+        token in ``revoke_token``.
+        """
+        _check_token_name(name)
         secret = TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
         row = TokenRow(name=name, digest=token_digest(secret), created=utc_now())
+        taken = select(TokenRow.id).where(
+            TokenRow.name == name, TokenRow.revoked.is_(False)
+        )
         with self._writing() as session:
+            if session.scalars(taken).first() is not None:
+                raise SpecError(
+                    f"token name {name!r} is taken by a token in use; choose "
+                    "another name, or revoke that token first"
+                )
             session.add(row)
             session.flush()
 
         logger.info("token %d created (%s)", row.id, name)
-        return TokenRecord(id=row.id, name=row.name, created=row.created), secret
+        return _token_record(row), secret
 
     def find_token(self, secret: str) -> TokenRecord | None:
-        """The token whose digest matches ``secret``, or None."""
-        query = select(TokenRow).where(TokenRow.digest == token_digest(secret))
+        """The token whose digest matches ``secret``, or None; a revoked
+        token is found by no one."""
+        query = select(TokenRow).where(
+            TokenRow.digest == token_digest(secret), TokenRow.revoked.is_(False)
+        )
         with self._reading() as session:
             row = session.scalars(query).one_or_none()
+            return None if row is None else _token_record(row)
+
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token, revoked ones too, oldest first; never the token."""
+        with self._reading() as session:
+            rows = session.scalars(select(TokenRow).order_by(TokenRow.id))
+            return [_token_record(row) for row in rows]
+
+    def revoke_token(self, name_or_id: str) -> TokenRecord:
+        """Refuse the token from now on; its experiments stay stored.
+
+        A string of digits is an id; anything else names a token in use.
+        """
+        query = select(TokenRow)
+        if name_or_id.strip().isascii() and name_or_id.strip().isdigit():
+            query = query.where(TokenRow.id == int(name_or_id))
+        else:
+            query = query.where(
+                TokenRow.name == name_or_id, TokenRow.revoked.is_(False)
+            )
+        with self._writing() as session:
+            row = session.scalars(query).first()
             if row is None:
-                return None
-            return TokenRecord(id=row.id, name=row.name, created=row.created)
+                raise NotFoundError(
+                    f"token {name_or_id!r} not found; 'optiloop token list' "
+                    "shows the names and ids"
+                )
+            if row.revoked:
+                raise SpecError(f"token {row.id} ({row.name}) is already revoked")
+            row.revoked = True
+            record = _token_record(row)
+
+        logger.info("token %d revoked (%s)", record.id, record.name)
+        return record
 
     # Idempotent requests
 
@@ -870,6 +919,31 @@ def _touch(row: ExperimentRow) -> None:
     time to mean an unchanged experiment.
     """
     row.updated = max(utc_now(), row.updated + timedelta(microseconds=1))
+
+
+def _check_token_name(name: str) -> None:
+    if not name.strip():
+        raise SpecError("token name must not be empty; name who or what uses it")
+    if len(name) > NAME_LENGTH:
+        raise SpecError(
+            f"token name must be at most {NAME_LENGTH} characters, got "
+            f"{len(name)}; shorten it"
+        )
+    if name.strip().isascii() and name.strip().isdigit():
+        raise SpecError(
+            f"token name {name!r} is all digits, which 'optiloop token revoke' "
+            "would read as an id; add a letter"
+        )
+    if not name.isprintable():
+        raise SpecError(
+            f"token name {name!r} holds control characters; use printable text"
+        )
+
+
+def _token_record(row: TokenRow) -> TokenRecord:
+    return TokenRecord(
+        id=row.id, name=row.name, created=row.created, revoked=row.revoked
+    )
 
 
 def token_digest(secret: str) -> str:

@@ -44,6 +44,11 @@ function message(text, kind) {
   return el("p", { class: kind === "error" ? "message error" : "message" }, text);
 }
 
+// Plain muted text: an empty list is news, not a warning.
+function note(text) {
+  return el("p", { class: "note" }, text);
+}
+
 function setLive(text, version) {
   const live = document.getElementById("live");
   live.textContent = text;
@@ -52,6 +57,7 @@ function setLive(text, version) {
   }
 }
 
+// A count (1,234) or a measure, which is written as the CLI writes it.
 function formatNumber(value) {
   if (value === null || value === undefined) {
     return "–";
@@ -62,18 +68,71 @@ function formatNumber(value) {
   if (Number.isInteger(value)) {
     return value.toLocaleString("en");
   }
-  return Number(value.toPrecision(4)).toString();
+  return formatG(value);
+}
+
+// `value` as Python's format(value, ".4g") writes it, which is how the CLI
+// writes values: 4 significant digits without trailing zeros, in exponent
+// form below 1e-4 and from 1e4 up (2.5e-05, 1.235e+04).
+function formatG(value) {
+  const count = 4;
+  if (!Number.isFinite(value)) {
+    return String(value);
+  }
+  if (value === 0) {
+    return "0";
+  }
+  const sign = value < 0 ? "-" : "";
+  const { figures, exponent } = significantFigures(Math.abs(value), count);
+  if (exponent < -4 || exponent >= count) {
+    const mantissa = withoutTrailingZeros(`${figures[0]}.${figures.slice(1)}`);
+    const power = String(Math.abs(exponent)).padStart(2, "0");
+    return `${sign}${mantissa}e${exponent < 0 ? "-" : "+"}${power}`;
+  }
+  const fixed =
+    exponent >= 0
+      ? `${figures.slice(0, exponent + 1)}.${figures.slice(exponent + 1)}`
+      : `0.${"0".repeat(-exponent - 1)}${figures}`;
+  return sign + withoutTrailingZeros(fixed);
+}
+
+// The first `count` significant figures of a positive number, and the
+// power of ten of the first, rounded as Python rounds: to the nearest, a
+// tie to even.  JavaScript rounds a tie up, so a tie is looked for in the
+// exact figures (toExponential(99) is exact for any number whose figures
+// end within 100, as a tie's do).
+function significantFigures(value, count) {
+  const [mantissa, power] = value.toExponential(count - 1).split("e");
+  const [exactMantissa, exactPower] = value.toExponential(99).split("e");
+  const exact = exactMantissa.replace(".", "").replace(/0+$/, "");
+  const tie = exact.length === count + 1 && exact.endsWith("5");
+  if (tie && Number(exact[count - 1]) % 2 === 0) {
+    return { figures: exact.slice(0, count), exponent: Number(exactPower) };
+  }
+  return { figures: mantissa.replace(".", ""), exponent: Number(power) };
+}
+
+function withoutTrailingZeros(text) {
+  return text.includes(".") ? text.replace(/0+$/, "").replace(/\.$/, "") : text;
+}
+
+// A parameter's value as the CLI writes it: an integer whole, else .4g.
+function formatAssignment(value) {
+  if (typeof value !== "number") {
+    return String(value);
+  }
+  return Number.isInteger(value) ? String(value) : formatG(value);
 }
 
 function valuesText(values) {
   return Object.entries(values)
-    .map(([name, value]) => `${name} = ${formatNumber(value)}`)
+    .map(([name, value]) => `${name} = ${formatG(value)}`)
     .join(", ");
 }
 
 function pointText(point) {
   const at = Object.entries(point.assignments)
-    .map(([name, value]) => `${name} = ${formatNumber(value)}`)
+    .map(([name, value]) => `${name} = ${formatAssignment(value)}`)
     .join(", ");
   return `${valuesText(point.values)} at ${at}`;
 }
@@ -178,7 +237,10 @@ function showLogin(reason) {
       "Make one on the server with ",
       el("code", {}, "optiloop token create NAME"),
       ". It is kept in this tab only, and sent with each request as a ",
-      "bearer header; the page shows the experiments this token created."
+      "bearer header. The page shows the experiments and campaigns this ",
+      "token created, and those run straight on the server's database (",
+      el("code", {}, "optiloop run --db"),
+      "), which belong to no token."
     )
   );
   form.addEventListener("submit", (event) => {
@@ -246,10 +308,10 @@ async function overviewPage() {
 
 function experimentTable(rows) {
   if (rows.length === 0) {
-    return message(
-      "No experiment for this token yet. Experiments created through this " +
-        "server with this token appear here (optiloop run --server URL " +
-        "--token TOKEN); ones run straight on the database belong to no token."
+    return note(
+      "No experiment yet. The ones this token creates through this server " +
+        "(optiloop run --server URL --token TOKEN) appear here, and so do " +
+        "the ones run straight on its database (optiloop run --db)."
     );
   }
   return el(
@@ -279,7 +341,7 @@ function experimentTable(rows) {
 
 function campaignTable(rows) {
   if (rows.length === 0) {
-    return message("No campaign for this token yet.");
+    return note("No campaign yet.");
   }
   return el(
     "table",
@@ -377,7 +439,7 @@ function experimentPage(id) {
       summaryTable(rows),
     ];
     if (body.observations === 0) {
-      nodes.push(message("No observations yet: the views fill in as runs report."));
+      nodes.push(note("No observations yet: the views fill in as runs report."));
     } else if (body.failed === body.observations) {
       nodes.push(message("Every run so far failed: nothing to plot but the failures."));
     }
@@ -425,7 +487,7 @@ function campaignPage(id) {
           ? dataTable(["round", "parameter", "bounds", "reason"], body.refinements.map(
               (row) => [formatNumber(row.round), row.parameter, row.bounds, row.reason]),
               "refinements")
-          : message("No refinement yet: round 1 searches the file's bounds.")
+          : note("No refinement yet: round 1 searches the file's bounds.")
       );
     }
     for (const table of body.tables) {
