@@ -375,6 +375,7 @@ class LocalDriver:
             failed=failed,
             suggestion_id=suggestion_id,
             metadata=metadata,
+            budget=spec.observation_budget,
         )
         return observation_json(observation)
 
@@ -591,16 +592,10 @@ class LocalDriver:
                     "assignments must map parameter names to values, got "
                     f"{raw_assignments!r}"
                 )
-            assignments = spec.space().check_assignments(raw_assignments)
             # A point of the caller's own is one more observation, so it is
-            # held to the budget as a suggestion is.  Counted outside the
-            # transaction that stores it: two such requests racing for the
-            # last place may both pass.
-            counts = self.store.counts(experiment_id)
-            _check_budget(
-                experiment_id, spec, counts.observations, counts.open_suggestions
-            )
-            return None, assignments
+            # held to the budget as a suggestion is; the store counts in the
+            # transaction that stores it.
+            return None, spec.space().check_assignments(raw_assignments)
 
         if not _looks_like_id(raw_suggestion):
             raise SpecError(

@@ -35,7 +35,7 @@ from sqlalchemy import Connection, case, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from optiloop.errors import NotFoundError, SpecError, StoreError
+from optiloop.errors import BudgetSpentError, NotFoundError, SpecError, StoreError
 from optiloop.experiment import (
     ExperimentSpec,
     MetricValue,
@@ -465,10 +465,15 @@ class Store:
         failed: bool = False,
         suggestion_id: int | None = None,
         metadata: Mapping[str, Any] | None = None,
+        budget: int | None = None,
     ) -> Observation:
         """Store an observation and close its suggestion, in one transaction.
 
-        Raises SpecError if the suggestion was already observed.
+        Raises SpecError if the suggestion was already observed.  With
+        ``budget``, an observation without a suggestion is a new point and
+        raises BudgetSpentError when observations plus open suggestions
+        already reach it, counted in the same transaction so that two
+        writers cannot both take the last place.
         """
         row = ObservationRow(
             experiment_id=experiment_id,
@@ -483,6 +488,8 @@ class Store:
             _touch(_experiment_row(session, experiment_id))
             if suggestion_id is not None:
                 _close_suggestion(session, experiment_id, suggestion_id)
+            elif budget is not None:
+                _refuse_past_budget(session, experiment_id, budget)
             session.add(row)
             session.flush()
 
@@ -1051,3 +1058,26 @@ def _observation_record(row: ObservationRow) -> Observation:
         metadata=dict(row.metadata_),
         created=row.created,
     )
+
+
+def _refuse_past_budget(session: Session, experiment_id: int, budget: int) -> None:
+    """BudgetSpentError when observations plus open suggestions reach
+    ``budget``; the caller's write transaction makes the count exact."""
+    observed = session.execute(
+        select(func.count(ObservationRow.id)).where(
+            ObservationRow.experiment_id == experiment_id
+        )
+    ).scalar_one()
+    pending = session.execute(
+        select(func.count(SuggestionRow.id)).where(
+            SuggestionRow.experiment_id == experiment_id,
+            SuggestionRow.state == "open",
+        )
+    ).scalar_one()
+    if observed + pending >= budget:
+        raise BudgetSpentError(
+            f"observation budget spent for experiment {experiment_id}: "
+            f"{observed} observed + {pending} open suggestions "
+            f">= observation_budget {budget}; observe the open suggestions or "
+            "raise the budget"
+        )
