@@ -48,7 +48,12 @@ from pydantic import (
 )
 
 from optiloop.errors import SpecError
-from optiloop.experiment import ExperimentSpec, describe_errors, parse_spec
+from optiloop.experiment import (
+    ExperimentSpec,
+    describe_errors,
+    parse_spec,
+    read_spec_file,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -197,28 +202,7 @@ def load_campaign(path: str | Path) -> CampaignSpec:
 def load_campaign_or_spec(path: str | Path) -> CampaignSpec | ExperimentSpec:
     """Read a YAML or JSON file: a campaign if it has ``rounds``, else an
     experiment spec.  Errors start with the path and name the field."""
-    import yaml  # YAML is a superset of JSON, so one reader serves both.
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such file; check the path") from None
-    except IsADirectoryError:
-        raise SpecError(f"{path}: is a folder; pass the file") from None
-    except UnicodeDecodeError as error:
-        raise SpecError(
-            f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); "
-            "save the file as UTF-8"
-        ) from None
-    except yaml.YAMLError as error:
-        raise SpecError(f"{path}: not valid YAML or JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise SpecError(
-            f"{path}: the file must hold a mapping of fields (name, "
-            f"parameters, metrics, ...), got {type(data).__name__}"
-        )
-
+    data = read_spec_file(path)
     stray = [key for key in CAMPAIGN_FIELDS if key in data and key != "rounds"]
     if stray and not is_campaign(data):
         raise SpecError(

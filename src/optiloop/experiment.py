@@ -737,15 +737,25 @@ def parse_spec(data: Mapping[str, Any]) -> ExperimentSpec:
 
 def load_spec(path: str | Path) -> ExperimentSpec:
     """Read a YAML or JSON experiment file and validate it."""
+    data = read_spec_file(path)
+    try:
+        return parse_spec(data)
+    except SpecError as error:
+        raise SpecError(f"{path}: {error}") from None
+
+
+def read_spec_file(path: str | Path) -> dict[str, Any]:
+    """The mapping of fields a YAML or JSON file holds, unvalidated; a
+    SpecError starting with the path when the file cannot give one."""
     import yaml  # YAML is a superset of JSON, so one reader serves both.
 
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SpecError(f"{path}: no such experiment file; check the path") from None
+        raise SpecError(f"{path}: no such file; check the path") from None
     except IsADirectoryError:
-        raise SpecError(f"{path}: is a folder; pass the experiment file") from None
+        raise SpecError(f"{path}: is a folder; pass the file") from None
     except UnicodeDecodeError as error:
         raise SpecError(
             f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); "
@@ -755,13 +765,10 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         raise SpecError(f"{path}: not valid YAML or JSON: {error}") from None
     if not isinstance(data, dict):
         raise SpecError(
-            f"{path}: an experiment file must hold a mapping of fields "
-            f"(name, parameters, metrics, ...), got {type(data).__name__}"
+            f"{path}: the file must hold a mapping of fields (name, "
+            f"parameters, metrics, ...), got {type(data).__name__}"
         )
-    try:
-        return parse_spec(data)
-    except SpecError as error:
-        raise SpecError(f"{path}: {error}") from None
+    return data
 
 
 def check_values(

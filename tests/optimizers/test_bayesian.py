@@ -626,39 +626,9 @@ def test_the_best_is_never_a_point_that_violates_a_threshold() -> None:
         assert best.assignments == _diagonal(0.4)
 
 
-def test_the_posterior_best_is_not_one_lucky_noisy_mean() -> None:
-    # y = (x - 0.7)^2 measured with noise of sd 0.1 at 21 points; the mean
-    # at x = 0.1 came out 0.3 too low, below every other measurement.
-    # Neighbours measured near 0.36 outvote it: the posterior mean there
-    # stays far above the values around x = 0.7, which the best pick must
-    # come from.
-    spec = parse_spec(
-        {
-            "parameters": [
-                {"name": "x", "type": "double", "bounds": {"min": 0, "max": 1}}
-            ],
-            "metrics": [{"name": "y", "objective": "minimize"}],
-        }
-    )
-    rng = np.random.default_rng(0)
-    xs = np.linspace(0.0, 1.0, 21)
-    measured = (xs - 0.7) ** 2 + 0.02 * rng.standard_normal(len(xs))
-    measured[2] = (0.1 - 0.7) ** 2 - 0.4  # x = 0.1, the lucky one
-    observations = [
-        Observation(assignments={"x": float(x)}, values=(MetricValue("y", v, 0.1),))
-        for x, v in zip(xs, measured)
-    ]
-    assert float(np.argmin(measured)) == 2
-
-    [best] = posterior_best(spec, observations)
-
-    assert abs(float(best.assignments["x"]) - 0.7) <= 0.1
-
-
-def test_the_posterior_ranking_puts_the_lucky_mean_behind_its_valley() -> None:
-    # The same 21 noisy measurements of (x - 0.7)^2: ranked by posterior
-    # mean, the three best are the points nearest 0.7, and the lucky
-    # x = 0.1 falls behind them; every observation is ranked once.
+def _noisy_bowl_with_a_lucky_mean() -> tuple[ExperimentSpec, list[Observation]]:
+    """y = (x - 0.7)^2 measured with noise of sd 0.1 at 21 points; the mean
+    at x = 0.1 (the third) came out 0.4 too low, below every other."""
     spec = parse_spec(
         {
             "parameters": [
@@ -671,10 +641,30 @@ def test_the_posterior_ranking_puts_the_lucky_mean_behind_its_valley() -> None:
     xs = np.linspace(0.0, 1.0, 21)
     measured = (xs - 0.7) ** 2 + 0.02 * rng.standard_normal(len(xs))
     measured[2] = (0.1 - 0.7) ** 2 - 0.4
+    assert float(np.argmin(measured)) == 2
     observations = [
         Observation(assignments={"x": float(x)}, values=(MetricValue("y", v, 0.1),))
         for x, v in zip(xs, measured)
     ]
+    return spec, observations
+
+
+def test_the_posterior_best_is_not_one_lucky_noisy_mean() -> None:
+    # Neighbours measured near 0.36 outvote the lucky mean: the posterior
+    # mean there stays far above the values around x = 0.7, which the best
+    # pick must come from.
+    spec, observations = _noisy_bowl_with_a_lucky_mean()
+
+    [best] = posterior_best(spec, observations)
+
+    assert abs(float(best.assignments["x"]) - 0.7) <= 0.1
+
+
+def test_the_posterior_ranking_puts_the_lucky_mean_behind_its_valley() -> None:
+    # Ranked by posterior mean, the three best are the points nearest 0.7,
+    # and the lucky x = 0.1 falls behind them; every observation is ranked
+    # once.
+    spec, observations = _noisy_bowl_with_a_lucky_mean()
 
     ranked = posterior_ranking(spec, observations)
 
