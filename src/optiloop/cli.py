@@ -62,6 +62,10 @@ ExperimentOption = Annotated[
     int | None,
     typer.Option("--experiment", "-e", help="Experiment id (default: the newest)."),
 ]
+ParallelOption = Annotated[
+    int | None,
+    typer.Option(min=1, help="Jobs at once (default: the spec's parallel_bandwidth)."),
+]
 CampaignOption = Annotated[
     int | None,
     typer.Option("--campaign", "-c", help="Show this campaign instead."),
@@ -94,12 +98,7 @@ def run(
             min=1, help="Stop at this many observations (default: the budget)."
         ),
     ] = None,
-    parallel: Annotated[
-        int | None,
-        typer.Option(
-            min=1, help="Jobs at once (default: the spec's parallel_bandwidth)."
-        ),
-    ] = None,
+    parallel: ParallelOption = None,
     experiment: Annotated[
         int | None,
         typer.Option(help="Continue this experiment instead of creating one."),
@@ -280,12 +279,7 @@ def resume(
         ),
     ] = None,
     db: DbOption = DEFAULT_DB,
-    parallel: Annotated[
-        int | None,
-        typer.Option(
-            min=1, help="Jobs at once (default: the spec's parallel_bandwidth)."
-        ),
-    ] = None,
+    parallel: ParallelOption = None,
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
@@ -629,12 +623,7 @@ def grid(
         ),
     ] = 3,
     db: DbOption = DEFAULT_DB,
-    parallel: Annotated[
-        int | None,
-        typer.Option(
-            min=1, help="Jobs at once (default: the spec's parallel_bandwidth)."
-        ),
-    ] = None,
+    parallel: ParallelOption = None,
     campaign: Annotated[
         int | None,
         typer.Option(help="Continue this grid campaign instead of starting one."),
