@@ -153,6 +153,30 @@ def test_observation_closes_its_suggestion(store: Store, spec: ExperimentSpec) -
     assert counts.observations == 1
 
 
+def test_a_deleted_newest_id_is_never_handed_out_again(
+    store: Store, spec: ExperimentSpec
+) -> None:
+    # A crashed worker's suggestion is withdrawn; its late report must find
+    # nothing, not a new point that took over its id.  Likewise a deleted
+    # observation's id.
+    experiment_id = store.create_experiment(spec)
+    point, other = {"lr": 0.5, "depth": 2}, {"lr": 0.1, "depth": 7}
+    withdrawn = store.add_suggestion(experiment_id, point)
+    store.delete_suggestion(experiment_id, withdrawn.id)
+    fresh = store.add_suggestion(experiment_id, other)
+    assert fresh.id > withdrawn.id
+
+    removed = store.add_observation(experiment_id, point, (MetricValue("loss", 1),))
+    store.delete_observation(experiment_id, removed.id)
+    added = store.add_observation(experiment_id, other, (MetricValue("loss", 2),))
+    assert added.id > removed.id
+
+    # A store opened again on the same database keeps to the same rule.
+    with Store(store.url) as again:
+        store.delete_suggestion(experiment_id, fresh.id)
+        assert again.add_suggestion(experiment_id, point).id > fresh.id
+
+
 def test_a_suggestion_is_observed_once(store: Store, spec: ExperimentSpec) -> None:
     experiment_id = store.create_experiment(spec)
     point = {"lr": 0.5, "depth": 2}

@@ -31,7 +31,7 @@ def test_fresh_file_gets_the_schema_and_its_folder(tmp_path: Path) -> None:
         }
         (revision,) = raw.execute("SELECT version_num FROM alembic_version").fetchone()
     assert {"experiments", "suggestions", "observations"} <= tables
-    assert revision == "0004"
+    assert revision == "0005"
 
 
 def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
@@ -52,7 +52,7 @@ def test_reopening_keeps_data_and_revision(tmp_path: Path) -> None:
         Store(url).close()
     with sqlite3.connect(tmp_path / "again.db") as raw:
         rows = raw.execute("SELECT version_num FROM alembic_version").fetchall()
-    assert rows == [("0004",)]
+    assert rows == [("0005",)]
 
 
 def test_sqlite_connections_use_wal_foreign_keys_and_wait(tmp_path: Path) -> None:

@@ -31,17 +31,24 @@ from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Connection,
     DateTime,
     Dialect,
     ForeignKey,
     Integer,
     MetaData,
     String,
+    Table,
     TypeDecorator,
     UniqueConstraint,
+    event,
     false,
+    func,
+    insert,
+    select,
+    update,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column
 
 # Room for the longest name a spec accepts (experiment.MAX_NAME_LENGTH).
 NAME_LENGTH = 100
@@ -232,3 +239,44 @@ class IdempotentRequestRow(Base):
     status: Mapped[int] = mapped_column(Integer)
     answer: Mapped[dict[str, Any]] = mapped_column(JSON)
     created: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class IdHighWaterRow(Base):
+    """The highest id a table has ever handed out, kept for SQLite.
+
+    SQLite gives a new row the highest id in use plus one, so deleting the
+    newest suggestion or observation would hand its id to the next one, and
+    a client still holding the old id (a crashed worker's late report, a
+    stale update) would reach another point's row.  Suggestions and
+    observations therefore take their ids from this mark on SQLite
+    (``_claim_id``); PostgreSQL's sequences never reuse an id.
+    """
+
+    __tablename__ = "id_high_water"
+
+    table_name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    last_id: Mapped[int] = mapped_column(Integer)
+
+
+def _claim_id(_mapper: Mapper[Any], connection: Connection, row: Any) -> None:
+    """Give a new row of a SQLite table an id above any it ever had."""
+    if connection.dialect.name != "sqlite" or row.id is not None:
+        return
+    table = row.__table__
+    marks = IdHighWaterRow.__table__
+    assert isinstance(marks, Table)
+    in_use = connection.execute(select(func.max(table.c.id))).scalar() or 0
+    mark = connection.execute(
+        select(marks.c.last_id).where(marks.c.table_name == table.name)
+    ).scalar()
+    row.id = max(in_use, mark or 0) + 1
+    if mark is None:
+        connection.execute(insert(marks).values(table_name=table.name, last_id=row.id))
+    else:
+        connection.execute(
+            update(marks).where(marks.c.table_name == table.name).values(last_id=row.id)
+        )
+
+
+for _row_class in (SuggestionRow, ObservationRow):
+    event.listen(_row_class, "before_insert", _claim_id)
