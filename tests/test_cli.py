@@ -47,6 +47,9 @@ def test_run_then_best_from_the_database(tmp_path: Path) -> None:
     ran = runner.invoke(app, ["run", str(write_spec(tmp_path)), "--db", db])
     assert ran.exit_code == 0, ran.output
     assert "Best point of experiment 1" in ran.output
+    # Two seeds a point: the values carry a spread, so the table says how
+    # the point was chosen.
+    assert "chosen by the models' posterior mean" in " ".join(ran.output.split())
 
     best = runner.invoke(app, ["best", "--db", db, "--json"])
     assert best.exit_code == 0, best.output

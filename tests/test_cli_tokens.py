@@ -66,6 +66,7 @@ def test_a_revoked_token_answers_401_and_its_experiments_stay(
 
         refused = client.get(f"/v1/experiments/{made.json()['id']}")
         assert refused.status_code == 401
+        assert "or it was revoked" in refused.json()["message"]
         # Another token still works, and the store kept the experiment.
         client.auth = httpx.BasicAuth(keeper, "")
         assert client.get("/v1/experiments").status_code == 200

@@ -857,13 +857,18 @@ def _print_best(conn: Any, experiment_id: int) -> None:
         table.add_column("value", justify="right")
         for name, value in dict(item.assignments).items():
             table.add_row(Text(name), Text(str(value)))
+        noisy = False
         for value in item.values:
-            spread = (
-                f" ± {value.value_stddev:.3g}"
-                if getattr(value, "value_stddev", None) is not None
-                else ""
-            )
+            stddev = getattr(value, "value_stddev", None)
+            noisy = noisy or bool(stddev)
+            spread = f" ± {stddev:.3g}" if stddev is not None else ""
             table.add_row(Text(value.name, style="bold"), f"{value.value:.6g}{spread}")
+        if noisy:
+            # With noisy values the pick is the models', not the raw best.
+            table.caption = (
+                "chosen by the models' posterior mean; values are the point's "
+                "measured mean ± sd over its seeds"
+            )
         console.print(table)
 
 

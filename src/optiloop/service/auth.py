@@ -55,8 +55,10 @@ def authenticate(request: Request, store: Store) -> TokenRecord:
     if token is None:
         raise ApiError(
             401,
-            "invalid API token: no token with this value exists on this "
-            "server; create one with 'optiloop token create NAME'",
+            "invalid API token: no token with this value is valid on this "
+            "server (it was never made here, or it was revoked; 'optiloop "
+            "token list' shows which); create one with 'optiloop token "
+            "create NAME'",
             headers=CHALLENGE,
         )
     return token
