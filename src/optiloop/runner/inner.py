@@ -54,6 +54,10 @@ logger = logging.getLogger(__name__)
 # suggestion the experiment's parallel_bandwidth allows.
 BANDWIDTH_RETRY_SECONDS = 5.0
 
+# How often the loop, waiting for a run to end, wakes to let Python run the
+# handlers of signals that arrived meanwhile.
+SIGNAL_CHECK_SECONDS = 0.5
+
 
 @dataclass
 class _Point:
@@ -188,7 +192,14 @@ def run_experiment(
         if not running:
             break
 
-        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        finished: set[Future[RunResult]] = set()
+        while not finished:
+            # Wake up now and then: a signal (Ctrl-C) that the kernel hands
+            # to another thread does not end a blocked wait, and Python runs
+            # its handler only in this thread, once the wait returns.
+            finished, _ = wait(
+                running, timeout=SIGNAL_CHECK_SECONDS, return_when=FIRST_COMPLETED
+            )
         for future in finished:
             task = running.pop(future)
             result = future.result()
