@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -180,22 +180,27 @@ def _run_interruptibly(
         with interrupts, progress as on_event:
             summary = run(on_event, interrupts.requested)
     except KeyboardInterrupt:
-        errors.print(
-            f"[red]Stopped at once[/]: the runs in progress were ended; their "
-            f"points stay open and are trained again when you continue:\n"
-            f"  {escape(again)}",
-            highlight=False,
-        )
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # Leaving normally would wait for the job threads, and so for the
-        # jobs; ending the process now lets the executor's reaper kill them.
-        os._exit(130)
+        _stop_at_once(again)
     except BaseException:
         executor.shutdown()
         raise
     executor.shutdown()
     return summary
+
+
+def _stop_at_once(again: str) -> NoReturn:
+    """After a second Ctrl-C: say how to continue, and end the process."""
+    errors.print(
+        f"[red]Stopped at once[/]: the runs in progress were ended; their "
+        f"points stay open and are trained again when you continue:\n"
+        f"  {escape(again)}",
+        highlight=False,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Leaving normally would wait for the job threads, and so for the jobs;
+    # ending the process now lets the executor's reaper kill them.
+    os._exit(130)
 
 
 def _report_experiment_end(
@@ -686,16 +691,7 @@ def grid(
                     should_stop=interrupts.requested,
                 )
         except KeyboardInterrupt:
-            errors.print(
-                f"[red]Stopped at once[/]: the runs in progress were ended; "
-                f"their points stay open and are trained again when you "
-                f"continue:\n  {escape(again)}",
-                highlight=False,
-            )
-            sys.stdout.flush()
-            sys.stderr.flush()
-            # As for a campaign: leave without waiting for the job threads.
-            os._exit(130)
+            _stop_at_once(again)
 
         console.print(
             f"Grid campaign {summary.campaign_id} (experiment "
@@ -1088,17 +1084,7 @@ def _run_campaign_file(
                 should_stop=interrupts.requested,
             )
     except KeyboardInterrupt:
-        errors.print(
-            f"[red]Stopped at once[/]: the runs in progress were ended; their "
-            f"points stay open and are trained again when you continue:\n"
-            f"  {escape(again)}",
-            highlight=False,
-        )
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # Leaving normally would wait for the job threads, and so for the
-        # jobs; ending the process now lets the executor's reaper kill them.
-        os._exit(130)
+        _stop_at_once(again)
 
     if summary.state == "stopped":
         console.print(
