@@ -8,7 +8,9 @@ One call of ``BayesianOptimizer.suggest`` goes through these steps.
    Williams 2006) with a Matern 5/2 kernel, one length scale per input
    feature (ARD), see ``gaussian_process``:
    - one per optimized metric, on its ``to_minimize`` scale, standardized;
-     the reported ``value_stddev`` is the known noise of each observation.
+     the reported ``value_stddev`` is the known noise of each observation
+     (for a mean over seeds, the seeds' spread moderated towards the spread
+     pooled over all points, see ``_noise_of_values``).
      A value from a point where some seed never converged is only a lower
      bound (the runner reports such a seed at the evaluation after its
      last), so it enters as at least the worst converged value; otherwise
@@ -82,8 +84,16 @@ logger = logging.getLogger(__name__)
 Key = tuple[Value, ...]
 
 # Variance added to every observation in standardized units, so that the
-# kernel matrix stays positive definite when points nearly coincide.
+# kernel matrix stays positive definite when points nearly coincide: the
+# larger where values are noisy, the smaller where every value is exact
+# (see ``_standardize``).  A matrix that still fails gets more, see
+# ``gaussian_process``.
 JITTER = 1e-6
+EXACT_JITTER = 1e-10
+
+# The weight, in degrees of freedom, of the noise pooled over every point
+# against each point's own spread of seeds (see ``_noise_of_values``).
+POOLED_NOISE_WEIGHT = 4
 
 # Random restarts of the kernel fit guard against a poor local optimum of
 # the likelihood while data are few; past this many observations the
@@ -101,6 +111,14 @@ SUCCESS_SHORTEST_LENGTH_SCALE = 0.1
 SUCCESS_LABEL_NOISE = 0.01
 SUCCESS_FLOOR = 1e-6
 
+# A point the success model gives less than this chance ranks after every
+# likelier one (its log score drops by the penalty, a factor of e^-50):
+# once the optimum is pinned down and improvements elsewhere are tiny, a
+# corner of a failing region would otherwise win on its wide uncertainty,
+# and each such run costs a whole training job for a one-in-five chance.
+UNLIKELY_SUCCESS = 0.2
+UNLIKELY_PENALTY = 50.0
+
 # A finite space with at most this many points is scored point by point;
 # larger ones are only enumerated when random candidates find nothing new.
 MAX_ENUMERATED_POINTS = 100_000
@@ -113,7 +131,7 @@ FINITE_DIFFERENCE_STEP = 1e-6
 # Local candidates: around how many of the best observed points, with which
 # step sizes (standard deviations in cube units), and how many per step.
 N_ANCHORS = 5
-LOCAL_STEPS = (0.01, 0.05, 0.2)
+LOCAL_STEPS = (0.001, 0.01, 0.05, 0.2)
 LOCAL_CANDIDATES = 64
 
 # The hypervolume's reference point lies this fraction of each objective's
@@ -222,8 +240,8 @@ class BayesianOptimizer:
         spread = sobol_points(n_dims, 0, self.n_candidates, sobol_seed)
         uniform = rng.random((self.n_candidates, n_dims))
 
-        # Around each of the best observed points: steps of three sizes, so
-        # that both a fine refinement and a nearby basin get candidates.
+        # Around each of the best observed points: steps of several sizes,
+        # so that both a fine refinement and a nearby basin get candidates.
         local = [
             anchor + rng.normal(scale=scale, size=(LOCAL_CANDIDATES, n_dims))
             for anchor in anchors
@@ -414,7 +432,9 @@ class _Feasibility:
             score += log_ndtr((threshold.threshold - mean) / std)
         if self.success is not None:
             mean, _ = self.success.predict(features)
-            score += np.log(np.clip(0.5 + mean, SUCCESS_FLOOR, 1.0))
+            chance = np.clip(0.5 + mean, SUCCESS_FLOOR, 1.0)
+            score += np.log(chance)
+            score -= np.where(chance < UNLIKELY_SUCCESS, UNLIKELY_PENALTY, 0.0)
         return score
 
     def believed_met(self, features: np.ndarray) -> np.ndarray:
@@ -704,7 +724,7 @@ def _objective_targets(
     values = np.array(
         [metric.to_minimize(_value(observations[i], metric)) for i in rows]
     )
-    stddevs = np.array([_stddev(observations[i], metric) for i in rows])
+    stddevs = _noise_of_values(observations, metric, rows)
     censored = np.array(
         [observations[i].metadata.get("converged") is False for i in rows]
     )
@@ -737,7 +757,7 @@ def _threshold_model(
     values = np.array(
         [metric.to_minimize(_value(observations[i], metric)) for i in rows]
     )
-    stddevs = np.array([_stddev(observations[i], metric) for i in rows])
+    stddevs = _noise_of_values(observations, metric, rows)
 
     targets, noise, to_standard = _standardize(values, stddevs)
     gp = GaussianProcess.fit(features[rows], targets, noise, n_restarts, rng)
@@ -799,7 +819,12 @@ def _standardize(
     if not spread > 0:
         spread = 1.0
     targets = (values - centre) / spread
-    noise = (stddevs / spread) ** 2 + JITTER
+    # Exact values are interpolated as closely as the arithmetic allows, so
+    # that the search can refine an optimum to many digits.  Where any value
+    # is noisy, a mean whose few seeds happened to agree is not exact either,
+    # and every value keeps the larger floor.
+    floor = JITTER if np.any(stddevs > 0) else EXACT_JITTER
+    noise = (stddevs / spread) ** 2 + floor
     return targets, noise, lambda value: (value - centre) / spread
 
 
@@ -947,7 +972,43 @@ def _stddev(observation: Observation, metric: MetricSpec) -> float:
     ``value_stddev`` is the noise of the value itself, as SigOpt defines it.
     """
     spread = observation.stddev(metric.name) or 0.0
+    n_seeds = _n_seeds(observation)
+    return spread / math.sqrt(n_seeds) if n_seeds > 1 else spread
+
+
+def _n_seeds(observation: Observation) -> int:
+    """How many seeds the value is the mean of, 1 when none are listed."""
     seeds = observation.metadata.get("seeds")
-    if isinstance(seeds, list) and len(seeds) > 1:
-        return spread / math.sqrt(len(seeds))
-    return spread
+    return len(seeds) if isinstance(seeds, list) else 1
+
+
+def _noise_of_values(
+    observations: Sequence[Observation], metric: MetricSpec, rows: Sequence[int]
+) -> np.ndarray:
+    """The standard deviation of each row's value, ``(n_rows,)``, with the
+    spread of the seeds moderated towards the spread pooled over every row.
+
+    The spread of a few seeds is a poor estimate of the noise: three seeds
+    that happen to agree would make their mean look exact, and the models
+    would trust that one lucky point over its neighbours.  Each row's
+    variance is therefore a weighted mean of its own, with ``n_seeds - 1``
+    degrees of freedom, and the pooled one, with ``POOLED_NOISE_WEIGHT``
+    (the moderated variance of Smyth 2004, with the prior's weight fixed).
+    A ``value_stddev`` reported without seeds is the known noise of that
+    value, as SigOpt defines it, and is kept.
+    """
+    seeds = np.array([_n_seeds(observations[i]) for i in rows])
+    spreads = np.array([observations[i].stddev(metric.name) or 0.0 for i in rows])
+    estimated = seeds > 1
+    if not estimated.any():
+        return spreads
+
+    freedom = seeds[estimated] - 1
+    variances = spreads[estimated] ** 2
+    pooled = float(np.sum(freedom * variances) / np.sum(freedom))
+    moderated = (freedom * variances + POOLED_NOISE_WEIGHT * pooled) / (
+        freedom + POOLED_NOISE_WEIGHT
+    )
+    noise = spreads.copy()
+    noise[estimated] = np.sqrt(moderated / seeds[estimated])
+    return noise
