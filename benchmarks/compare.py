@@ -88,9 +88,10 @@ CHECKPOINTS = (25, 50, 100)
 QUICK_CHECKPOINTS = (10, 25, 40)
 LATENCY_SIZES = (50, 200, 1000)
 QUICK_LATENCY_SIZES = (50, 200)
-# Suggestions timed per history size; fewer at 1,000, where one takes
-# up to minutes.
-LATENCY_REPEATS = {50: 5, 200: 5, 1000: 3}
+# Suggestions timed per history size: enough that the median of one
+# strategy does not move by more than the gap between two; fewer at
+# 1,000, where a GPSampler or Ax suggestion takes seconds.
+LATENCY_REPEATS = {50: 10, 200: 10, 1000: 5}
 
 # Seeds averaged by the noisy problems, as optiloop's ``seeds_per_point``.
 SEEDS_PER_POINT = 3
