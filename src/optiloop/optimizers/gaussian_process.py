@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import cho_solve, cholesky, solve_triangular
+from scipy.linalg.lapack import dpotri
 from scipy.optimize import minimize
 
 logger = logging.getLogger(__name__)
@@ -208,6 +209,18 @@ def _cholesky(gram: np.ndarray, noise: np.ndarray) -> np.ndarray:
     raise np.linalg.LinAlgError("kernel matrix is singular even with jitter")
 
 
+def _inverse_from_factor(factor: np.ndarray) -> np.ndarray:
+    """``K^-1`` from the lower Cholesky factor of ``K``: LAPACK's potri
+    takes about half the time of solving against the identity."""
+    lower, info = dpotri(factor, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"potri failed with info {info}")
+    # potri fills the lower triangle only; the upper one still holds the
+    # factor's zeros.
+    lower = np.tril(lower)
+    return lower + lower.T - np.diag(np.diag(lower))
+
+
 class _Evidence:
     """Negative log posterior of the hyperparameters and its gradient.
 
@@ -231,15 +244,19 @@ class _Evidence:
         self.noise = noise
         self.length_scale_prior = length_scale_prior
         # Squared differences per feature, (n_features, n, n), reused by
-        # every step.
+        # every step; contiguous, so that the sums over features below run
+        # at memory speed (a strided view made them half of a step's time).
         differences = features[:, np.newaxis, :] - features[np.newaxis, :, :]
-        self.squared_differences = np.moveaxis(differences**2, 2, 0)
+        self.squared_differences = np.ascontiguousarray(
+            np.moveaxis(differences**2, 2, 0)
+        )
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         amplitude = math.exp(theta[0])
-        length_scales = np.exp(theta[1:])
-        scaled = self.squared_differences / length_scales[:, None, None] ** 2
-        distance = np.sqrt(scaled.sum(axis=0))
+        inverse_squared_lengths = np.exp(-2.0 * theta[1:])
+        distance = np.sqrt(
+            np.einsum("k,kij->ij", inverse_squared_lengths, self.squared_differences)
+        )
         s = SQRT5 * distance
         decay = np.exp(-s)
         unit_gram = (1.0 + s + s**2 / 3.0) * decay
@@ -249,9 +266,7 @@ class _Evidence:
         except np.linalg.LinAlgError:
             return 1e10, np.zeros_like(theta)
         alpha = cho_solve((factor, True), self.targets, check_finite=False)
-        inverse = cho_solve(
-            (factor, True), np.eye(len(self.targets)), check_finite=False
-        )
+        inverse = _inverse_from_factor(factor)
         n = len(self.targets)
         value = (
             0.5 * float(self.targets @ alpha)
@@ -265,7 +280,9 @@ class _Evidence:
         gradient[0] = 0.5 * float(np.sum(w * unit_gram)) * amplitude
         slope = amplitude * (5.0 / 3.0) * (1.0 + s) * decay
         weighted = w * slope
-        gradient[1:] = 0.5 * np.einsum("ij,kij->k", weighted, scaled)
+        n_features = len(inverse_squared_lengths)
+        per_feature = self.squared_differences.reshape(n_features, -1)
+        gradient[1:] = 0.5 * (per_feature @ weighted.ravel()) * inverse_squared_lengths
 
         # Log-normal priors, constants dropped.
         if self.length_scale_prior is not None:
