@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm, skew
 
+from optiloop.errors import SpecError
 from optiloop.experiment import ExperimentSpec, MetricValue, Observation, parse_spec
 from optiloop.optimizers import BayesianOptimizer, SobolOptimizer
 from optiloop.optimizers.bayesian import (
@@ -449,10 +450,69 @@ def test_noisy_repeats_and_failures_at_one_point_are_handled() -> None:
 
     batch = BayesianOptimizer().suggest(spec, observations, [], 2, seed=0)
 
+    # Two distinct points, neither the repeated one: the models held.
     assert len(batch) == 2
-    for point in batch:
-        assert 0.0 <= float(point["x1"]) <= 1.0
-        assert 0.0 <= float(point["x2"]) <= 1.0
+    assert batch[0] != batch[1]
+    assert here not in batch
+
+
+def _square_with_one_bad_observation(
+    bad: Observation,
+) -> tuple[ExperimentSpec, list[Observation]]:
+    spec = _unit_square([{"name": "y", "objective": "minimize"}])
+    observations = [
+        Observation(assignments=_diagonal(x), values=(MetricValue("y", x),))
+        for x in (0.1, 0.4, 0.7, 0.9)
+    ]
+    return spec, [*observations[:2], bad, *observations[2:]]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (
+            Observation(_diagonal(0.5), (MetricValue("y", math.nan),)),
+            r"observations\[2\]\.values\.y: value must be finite, got nan",
+        ),
+        (
+            Observation(_diagonal(0.5), (MetricValue("y", -math.inf),)),
+            r"observations\[2\]\.values\.y: value must be finite, got -inf",
+        ),
+        (
+            Observation(_diagonal(0.5), (MetricValue("y", 1.0, -0.1),)),
+            r"observations\[2\]\.values\.y: value_stddev must be finite and >= 0",
+        ),
+        (
+            Observation({"x1": 5.0, "x2": 0.5}, (MetricValue("y", 1.0),)),
+            r"observations\[2\]\.assignments\.x1: value must lie within bounds",
+        ),
+        (
+            Observation({"x1": 0.5}, (MetricValue("y", 1.0),)),
+            r"observations\[2\]\.assignments\.x2: a value is required",
+        ),
+    ],
+)
+def test_a_bad_observation_is_refused_by_name(bad: Observation, message: str) -> None:
+    # One NaN would make every posterior mean NaN, and a point off the
+    # space would be clipped to its edge: both are refused, naming the
+    # observation and the field, by suggest and by posterior_best alike.
+    spec, observations = _square_with_one_bad_observation(bad)
+
+    with pytest.raises(SpecError, match=message):
+        BayesianOptimizer().suggest(spec, observations, [], 1, seed=0)
+    with pytest.raises(SpecError, match=message):
+        posterior_best(spec, observations)
+
+
+def test_a_pending_point_off_the_space_is_refused_by_name() -> None:
+    spec, observations = _square_with_one_bad_observation(
+        Observation(_diagonal(0.5), (MetricValue("y", 0.5),))
+    )
+
+    with pytest.raises(SpecError, match=r"pending\[0\]\.assignments\.x2"):
+        BayesianOptimizer().suggest(
+            spec, observations, [{"x1": 0.5, "x2": -1.0}], 1, seed=0
+        )
 
 
 def test_when_every_run_failed_points_keep_coming() -> None:

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from scipy.optimize import approx_fprime
 
+from optiloop.optimizers import gaussian_process
 from optiloop.optimizers.gaussian_process import (
+    MAX_FIT_POINTS,
     GaussianProcess,
     _Evidence,
     matern52,
@@ -80,9 +82,20 @@ def test_leave_one_out_mean_is_the_fit_without_that_point() -> None:
         assert left_out[i] == pytest.approx(float(mean[0]), rel=1e-6, abs=1e-9)
 
 
-def test_hyperparameters_come_from_a_subset_past_the_limit() -> None:
-    # 400 points, more than MAX_FIT_POINTS: the fit still conditions on
-    # every point, so the posterior passes near each of them.
+def test_hyperparameters_come_from_a_subset_past_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 400 points, more than MAX_FIT_POINTS: the likelihood sees a subset of
+    # that size, yet the model conditions on every point, so the posterior
+    # passes near each of them.
+    likelihood_sizes: list[int] = []
+
+    class RecordingEvidence(_Evidence):
+        def __init__(self, features: np.ndarray, *rest: object) -> None:
+            likelihood_sizes.append(len(features))
+            super().__init__(features, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gaussian_process, "_Evidence", RecordingEvidence)
     rng = np.random.default_rng(3)
     features = rng.random((400, 2))
     targets = np.sin(3.0 * features[:, 0])
@@ -90,6 +103,7 @@ def test_hyperparameters_come_from_a_subset_past_the_limit() -> None:
 
     model = GaussianProcess.fit(features, targets, np.full(400, 1e-4), 0, rng)
 
+    assert likelihood_sizes == [MAX_FIT_POINTS]
     assert len(model.targets) == 400
     mean, _ = model.predict(features)
     np.testing.assert_allclose(mean, targets, atol=0.05)

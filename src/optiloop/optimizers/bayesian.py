@@ -65,6 +65,7 @@ from scipy.special import erfcx, log_ndtr, logsumexp, ndtr
 from scipy.stats import yeojohnson, yeojohnson_normmax
 from threadpoolctl import threadpool_limits
 
+from optiloop.errors import SpecError
 from optiloop.experiment import (
     ExperimentSpec,
     MetricSpec,
@@ -176,6 +177,7 @@ class BayesianOptimizer:
         # The matrices here are small (tens to hundreds of rows): BLAS threads
         # spend more time waiting on each other than computing, 6-20x slower
         # on a busy 2-core machine, so the whole suggestion runs on one.
+        check_inputs(spec, observations, pending)
         with threadpool_limits(limits=1):
             return self._suggest(spec, observations, pending, count, seed)
 
@@ -614,6 +616,7 @@ def posterior_best(
     Without any reported noise the measurements are exact, and this is
     ``best_observations``.
     """
+    check_inputs(spec, observations, [])
     if len(spec.optimized_metrics) == 1:
         return posterior_ranking(spec, observations)[:1]
 
@@ -635,6 +638,7 @@ def posterior_ranking(
     or with fewer than two feasible observations, by the measured values
     (ties keep the earliest).
     """
+    check_inputs(spec, observations, [])
     metric = spec.optimized_metrics[0]
     posterior = _posterior_means(spec, observations)
     if posterior is None:
@@ -746,9 +750,9 @@ def _warp_exact(values: np.ndarray) -> np.ndarray:
     A stationary model fits a heavy tail of good values poorly: on
     Hartmann-6 the deep basins are outliers several spreads below the rest,
     and the model then trusts the first basin it finds.  With the transform
-    (as in HEBO, Cowen-Rivers et al. 2022) the median regret over 20 runs
-    fell from 0.77 to 0.39 after 25 evaluations and from 0.0057 to 0.0026
-    after 50.  Noisy means are left alone: a nonlinear map would skew their
+    (as in HEBO, Cowen-Rivers et al. 2022) the median regret of 20 runs of
+    ``benchmarks/compare.py``'s Hartmann-6 fell from 0.77 to 0.39 after 25
+    evaluations and from 0.0057 to 0.0026 after 50.  Noisy means are left alone: a nonlinear map would skew their
     noise, and the power would be fitted partly to that noise.  So are two
     objectives, whose hypervolume is measured on their own scales.
     """
@@ -981,6 +985,48 @@ def _has_values(spec: ExperimentSpec, observation: Observation) -> bool:
     return not observation.failed and all(
         observation.value(m.name) is not None for m in spec.optimized_metrics
     )
+
+
+def check_inputs(
+    spec: ExperimentSpec,
+    observations: Sequence[Observation],
+    pending: Sequence[Assignments],
+) -> None:
+    """Refuse what the models cannot take, with a SpecError naming the
+    observation or pending point and the field.
+
+    The service and the runner check every observation on its way in; this
+    guards direct callers, for whom a single NaN value would turn every
+    posterior mean into NaN and a point off the space would be clipped to
+    its edge without a word.
+    """
+    space = spec.space()
+    for index, observation in enumerate(observations):
+        where = f"observations[{index}]"
+        _check_point(space, where, observation.assignments)
+        for metric_value in observation.values:
+            if not math.isfinite(metric_value.value):
+                raise SpecError(
+                    f"{where}.values.{metric_value.name}: value must be "
+                    f"finite, got {metric_value.value}; mark a run that "
+                    "diverged as failed instead"
+                )
+            stddev = metric_value.value_stddev
+            if stddev is not None and not (math.isfinite(stddev) and stddev >= 0):
+                raise SpecError(
+                    f"{where}.values.{metric_value.name}: value_stddev must "
+                    f"be finite and >= 0, got {stddev}; report the spread "
+                    "over seeds, or none"
+                )
+    for index, assignments in enumerate(pending):
+        _check_point(space, f"pending[{index}]", assignments)
+
+
+def _check_point(space: Space, where: str, assignments: Assignments) -> None:
+    try:
+        space.check_assignments(assignments)
+    except SpecError as error:
+        raise SpecError(f"{where}.{error}") from None
 
 
 def _value(observation: Observation, metric: MetricSpec) -> float:

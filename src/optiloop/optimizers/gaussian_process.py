@@ -8,9 +8,9 @@ maximum a posteriori estimate under weak log-normal priors, found by
 L-BFGS-B with the analytic gradient of the log marginal likelihood
 (Rasmussen and Williams 2006, eq. 5.9).
 
-This replaces scikit-learn's regressor, measured at 93% of a suggestion's
-time: its likelihood gradient builds an ``(n, n, n_features)`` array at
-every step.
+Written on scipy rather than with scikit-learn's regressor, whose
+likelihood gradient builds an ``(n, n, n_features)`` array at every step
+and took 93% of a suggestion's time.
 
 Shapes: ``features`` ``(n_train, n_features)``; ``targets`` and ``noise``
 ``(n_train,)``; points to predict ``(n_points, n_features)``.
@@ -38,10 +38,10 @@ AMPLITUDE_BOUNDS = (1e-2, 1e2)
 
 # Log-normal priors (mean and spread of the log).  Targets are
 # standardized, so an amplitude near 1 is the guess; a length scale near
-# half the cube, within a factor e or so.  A known trade-off: without the
-# length-scale prior, 5 of 8 Hartmann-6 runs reached the global basin
-# against 3 of 8 with it, but batches crowded together and the search went
-# back into failing regions (the optimizer tests of both then fail).
+# half the cube, within a factor e or so.  The length-scale prior has a
+# cost on Hartmann-6: over 8 runs, 3 reached the global basin with it and
+# 5 without, but without it batches crowded together and the search went
+# back into failing regions more often.
 AMPLITUDE_PRIOR = (0.0, 1.5)
 LENGTH_SCALE_PRIOR = (math.log(0.5), 1.0)
 
@@ -264,6 +264,8 @@ class _Evidence:
         try:
             factor = _cholesky(amplitude * unit_gram, self.noise)
         except np.linalg.LinAlgError:
+            # Singular even with jitter: a value so poor that the line
+            # search backs off.
             return 1e10, np.zeros_like(theta)
         alpha = cho_solve((factor, True), self.targets, check_finite=False)
         inverse = _inverse_from_factor(factor)
