@@ -752,9 +752,10 @@ def _warp_exact(values: np.ndarray) -> np.ndarray:
     and the model then trusts the first basin it finds.  With the transform
     (as in HEBO, Cowen-Rivers et al. 2022) the median regret of 20 runs of
     ``benchmarks/compare.py``'s Hartmann-6 fell from 0.77 to 0.39 after 25
-    evaluations and from 0.0057 to 0.0026 after 50.  Noisy means are left alone: a nonlinear map would skew their
-    noise, and the power would be fitted partly to that noise.  So are two
-    objectives, whose hypervolume is measured on their own scales.
+    evaluations and from 0.0057 to 0.0026 after 50.  Noisy means are left
+    alone: a nonlinear map would skew their noise, and the power would be
+    fitted partly to that noise.  So are two objectives, whose hypervolume
+    is measured on their own scales.
     """
     spread = float(values.std())
     if not spread > 0:
