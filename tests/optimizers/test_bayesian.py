@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
-from scipy.stats import norm, skew
+from scipy.stats import norm, skew, yeojohnson_normmax
 
 from optiloop.errors import SpecError
 from optiloop.experiment import ExperimentSpec, MetricValue, Observation, parse_spec
@@ -16,6 +16,7 @@ from optiloop.optimizers import BayesianOptimizer, SobolOptimizer
 from optiloop.optimizers.bayesian import (
     _objective_targets,
     _warp_exact,
+    _yeo_johnson_power,
     log_expected_hypervolume_improvement,
     log_expected_improvement,
     posterior_best,
@@ -472,15 +473,15 @@ def _square_with_one_bad_observation(
     [
         (
             Observation(_diagonal(0.5), (MetricValue("y", math.nan),)),
-            r"observations\[2\]\.values\.y: value must be finite, got nan",
+            r"observations\[2\]\.values\[0\]\.value must be finite, got nan",
         ),
         (
             Observation(_diagonal(0.5), (MetricValue("y", -math.inf),)),
-            r"observations\[2\]\.values\.y: value must be finite, got -inf",
+            r"observations\[2\]\.values\[0\]\.value must be finite, got -inf",
         ),
         (
             Observation(_diagonal(0.5), (MetricValue("y", 1.0, -0.1),)),
-            r"observations\[2\]\.values\.y: value_stddev must be finite and >= 0",
+            r"observations\[2\]\.values\[0\]\.value_stddev must be >= 0",
         ),
         (
             Observation({"x1": 5.0, "x2": 0.5}, (MetricValue("y", 1.0),)),
@@ -490,12 +491,25 @@ def _square_with_one_bad_observation(
             Observation({"x1": 0.5}, (MetricValue("y", 1.0),)),
             r"observations\[2\]\.assignments\.x2: a value is required",
         ),
+        (
+            Observation(_diagonal(0.5), ()),
+            r"observations\[2\]\.values: a value is required for metric 'y'",
+        ),
+        (
+            Observation(_diagonal(0.5), (MetricValue("z", 1.0),)),
+            r"observations\[2\]\.values\[0\]\.name: metric 'z' is not defined",
+        ),
+        (
+            Observation(_diagonal(0.5), (MetricValue("y", 1.0),) * 2),
+            r"observations\[2\]\.values\[1\]\.name: metric 'y' is reported twice",
+        ),
     ],
 )
 def test_a_bad_observation_is_refused_by_name(bad: Observation, message: str) -> None:
-    # One NaN would make every posterior mean NaN, and a point off the
-    # space would be clipped to its edge: both are refused, naming the
-    # observation and the field, by suggest and by posterior_best alike.
+    # One NaN would make every posterior mean NaN, a success without its
+    # objective could be reported best, and a point off the space would be
+    # clipped to its edge: all are refused, naming the observation and the
+    # field, by suggest and by posterior_best alike.
     spec, observations = _square_with_one_bad_observation(bad)
 
     with pytest.raises(SpecError, match=message):
@@ -570,6 +584,21 @@ def test_normally_spread_values_are_left_nearly_as_they_are() -> None:
     warped = _warp_exact(values)
 
     assert np.corrcoef(values, warped)[0, 1] > 0.999
+
+
+@pytest.mark.parametrize("shape", ["cubed", "exponential", "negative squares"])
+def test_the_warp_power_is_scipys_maximum_likelihood_power(shape: str) -> None:
+    normal = np.random.default_rng(2).normal(size=150)
+    values = {
+        "cubed": normal**3,
+        "exponential": np.exp(normal),
+        "negative squares": -(normal**2),
+    }[shape]
+    standard = (values - values.mean()) / values.std()
+
+    assert _yeo_johnson_power(standard) == pytest.approx(
+        yeojohnson_normmax(standard), abs=1e-5
+    )
 
 
 def test_the_spread_of_seeds_becomes_the_noise_of_their_mean() -> None:

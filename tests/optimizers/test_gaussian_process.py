@@ -63,6 +63,30 @@ def test_the_posterior_interpolates_nearly_exact_values() -> None:
     assert np.all(std < 0.05)
 
 
+def test_predictions_by_the_inverse_factor_match_triangular_solves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Small models predict by multiplying with the factor's inverse, large
+    # ones by solving against the factor: both give one posterior.
+    features, targets, noise = _data(40)
+    points = np.random.default_rng(5).random((50, 2))
+    by_inverse = GaussianProcess.condition(
+        features, targets, noise, 1.3, np.array([0.4, 0.7])
+    )
+    monkeypatch.setattr(gaussian_process, "INVERSE_FACTOR_MAX_POINTS", 0)
+    by_solves = GaussianProcess.condition(
+        features, targets, noise, 1.3, np.array([0.4, 0.7])
+    )
+
+    assert by_inverse.inverse_factor is not None
+    assert by_solves.inverse_factor is None
+    for expected, actual in zip(by_solves.predict(points), by_inverse.predict(points)):
+        np.testing.assert_allclose(actual, expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        by_inverse.leave_one_out_mean(), by_solves.leave_one_out_mean(), rtol=1e-9
+    )
+
+
 def test_leave_one_out_mean_is_the_fit_without_that_point() -> None:
     features, targets, noise = _data()
     model = GaussianProcess.fit(features, targets, noise, 0, np.random.default_rng(2))
