@@ -63,7 +63,7 @@ from functools import cache
 from itertools import product
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NoReturn, Protocol
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -1082,10 +1082,11 @@ def print_regrets(
 ) -> None:
     header, rows, standings = regret_table(runs, checkpoints)
     ran_ax = any(run.strategy == "ax-botorch" for run in runs)
-    ax_note = f" (Ax: {ax_seeds} of {ax_budget} evals)" if ran_ax else ""
+    ax_runs = f"{_count(ax_seeds, 'seed')} of {_count(ax_budget, 'evaluation')}"
+    ax_note = f" (Ax: {ax_runs})" if ran_ax else ""
     title = (
-        f"Simple regret, median [IQR] over {seeds} seeds{ax_note}; * lowest "
-        "median; evals to tol: median (runs that reached it)"
+        f"Simple regret, median [IQR] over {_count(seeds, 'seed')}{ax_note}; "
+        "* lowest median; evals to tol: median (runs that reached it)"
     )
     print_table(title, header, rows)
     if not any(run.strategy == "optiloop" for run in runs):
@@ -1100,19 +1101,23 @@ def standing_line(n: int, standing: Standing, n_problems: int) -> str:
     """One summary line; the target is only stated for the full set of
     problems and the checkpoints it was set for."""
     line = (
-        f"optiloop lowest median regret at {n} evals on {standing.wins} of "
-        f"{n_problems} problems"
+        f"optiloop lowest median regret (ties included) after "
+        f"{_count(n, 'evaluation')}: {standing.wins} of {n_problems} problems"
     )
     notes = []
     if n_problems == len(PROBLEMS) and n in TARGET_CHECKPOINTS:
         notes.append(f"target: {TARGET_WINS} of {len(PROBLEMS)}")
     unmeasured = [name for name in STRATEGIES if name in standing.unmeasured]
     if unmeasured:
-        verb = "has" if len(unmeasured) == 1 else "have"
-        notes.append(f"{', '.join(unmeasured)} {verb} none at {n}, not counted")
+        notes.append(f"{', '.join(unmeasured)} ran fewer evaluations, not counted")
     if notes:
         line += f" ({'; '.join(notes)})"
     return line
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 seed``, ``2 seeds``: a number with its noun in the right form."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _at_least_one(text: str) -> int:
@@ -1130,19 +1135,46 @@ def _at_least_one(text: str) -> int:
 
 def _check_json_path(parser: argparse.ArgumentParser, path: Path) -> None:
     """Refuse a results file that could not be written, before a run of
-    hours ends by losing its results."""
+    hours ends by losing its results.
+
+    Only opening the file proves it can be written: a folder can pass every
+    permission check and still refuse it (/proc, a read-only mount).  A disk
+    that fills up during the run can still lose the results at the end.
+    """
+
+    def refuse(problem: str, fix: str) -> NoReturn:
+        parser.error(f"argument --json: {problem}; {fix}")
+
+    if path.is_dir():
+        refuse(f"{path} is a folder", "give a file path")
+
+    # The nearest part of the path that exists tells a missing folder from
+    # a file standing where a folder should be.
     folder = path.parent
     if not folder.is_dir():
-        parser.error(
-            f"argument --json: folder {folder} does not exist; "
-            "create it or give a path in an existing folder"
+        nearest = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if nearest is not None and not nearest.is_dir():
+            refuse(
+                f"{nearest} is a file, not a folder",
+                "give a path in an existing folder",
+            )
+        refuse(
+            f"folder {folder} does not exist",
+            "create it or give a path in an existing folder",
         )
-    if path.is_dir():
-        parser.error(f"argument --json: {path} is a folder; give a file path")
-    if not os.access(folder, os.W_OK):
-        parser.error(
-            f"argument --json: folder {folder} is not writable; "
-            "give a path in a folder you can write to"
+
+    # Appending leaves a file that is already there as it was; one made here
+    # only to try is removed again.
+    existed = path.exists()
+    try:
+        with path.open("a"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as error:
+        refuse(
+            f"{path} cannot be written ({error.strerror or error})",
+            "give a path in a folder you can write to",
         )
 
 
@@ -1154,7 +1186,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"{QUICK_SEEDS} seeds, regret at {quick_checkpoints} evals",
+        help=f"{QUICK_SEEDS} seeds, regret after {quick_checkpoints} evaluations",
     )
     parser.add_argument(
         "--seeds",
@@ -1213,6 +1245,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         )
     if args.json is not None:
         _check_json_path(parser, args.json)
+
+    # A repeated name would run its problem or strategy twice over, and the
+    # table would count twice the seeds its title states.
+    args.problems = list(dict.fromkeys(args.problems))
+    args.strategies = list(dict.fromkeys(args.strategies))
     return args
 
 
@@ -1238,9 +1275,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = "1"
 
-    # Solve the RN50 optimum once, before workers race to fill the cache.
-    if "rn50" in args.problems:
-        print(f"rn50 optimum (expected converge epoch): {rn50_problem().optimum:.3f}")
+    # Solve the RN50 optimum once, before workers race to fill the cache;
+    # only its runs need it (the latency table times Hartmann-6).
+    problems = [] if args.no_runs else args.problems
+    if "rn50" in problems:
+        rn50_optimum = PROBLEMS["rn50"]().optimum
+        print(f"rn50 optimum (expected converge epoch): {rn50_optimum:.3f}")
 
     # Other jobs on the machine slow every strategy's timings; say how busy.
     print(f"load average at start: {os.getloadavg()[0]:.1f}")
@@ -1257,7 +1297,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     runs: list[RunRecord] = []
     with ProcessPoolExecutor(args.workers, context, _single_threaded) as pool:
-        problems = [] if args.no_runs else args.problems
         # Ax first: its runs are the longest, so they should not be last.
         searches = []
         for strategy in sorted(strategies, key=lambda s: s != "ax-botorch"):
