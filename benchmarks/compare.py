@@ -9,7 +9,7 @@ peak memory of the process that did it.
 
 Usage::
 
-    python benchmarks/compare.py --quick      # about 5 min on 2 cores
+    python benchmarks/compare.py --quick      # 3-5 min on 2 cores
     python benchmarks/compare.py              # the full comparison, hours
     python benchmarks/compare.py --seeds 5 --budget 60 --problems branin
     python benchmarks/compare.py --no-runs    # only the latency table
