@@ -2,7 +2,8 @@
 
 ``database_url`` is a fresh database on each backend: a SQLite file, and a
 new PostgreSQL database when ``OPTILOOP_TEST_POSTGRES_URL`` names a server
-(``.ci/run`` starts one); without it the PostgreSQL cases are skipped.
+(``scripts/with-postgres`` and ``.ci/run`` start a throwaway one); without
+it the PostgreSQL cases are skipped.
 
 A server is ``optiloop serve`` in its own process, listening on 127.0.0.1
 at a port the system found free, stopped when its test (or the session)
@@ -130,7 +131,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if not server_url:
         pytest.skip(
             f"PostgreSQL case: set {POSTGRES_URL_VARIABLE} to a server URL "
-            "(postgresql+psycopg://user@host:port/db); .ci/run starts one"
+            "(postgresql+psycopg://user@host:port/db), or run the tests under "
+            "`bash scripts/with-postgres`, which starts a throwaway one"
         )
     with _postgres_database(server_url) as url:
         yield url
