@@ -518,6 +518,24 @@ def test_a_bad_observation_is_refused_by_name(bad: Observation, message: str) ->
         posterior_best(spec, observations)
 
 
+def test_a_bad_observation_is_refused_for_two_objectives_too() -> None:
+    spec = _unit_square(
+        [
+            {"name": "y", "objective": "minimize"},
+            {"name": "z", "objective": "minimize"},
+        ]
+    )
+    observations = [
+        Observation(_diagonal(x), (MetricValue("y", x), MetricValue("z", 1 - x)))
+        for x in (0.1, 0.5, 0.9)
+    ]
+    observations.append(Observation(_diagonal(0.3), (MetricValue("y", 0.3),)))
+
+    message = r"observations\[3\]\.values: a value is required for metric 'z'"
+    with pytest.raises(SpecError, match=message):
+        posterior_best(spec, observations)
+
+
 def test_a_pending_point_off_the_space_is_refused_by_name() -> None:
     spec, observations = _square_with_one_bad_observation(
         Observation(_diagonal(0.5), (MetricValue("y", 0.5),))

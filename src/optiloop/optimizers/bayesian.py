@@ -617,9 +617,10 @@ def posterior_best(
     Without any reported noise the measurements are exact, and this is
     ``best_observations``.
     """
-    check_inputs(spec, observations, [])
     if len(spec.optimized_metrics) == 1:
         return posterior_ranking(spec, observations)[:1]
+
+    check_inputs(spec, observations, [])
 
     posterior = _posterior_means(spec, observations)
     if posterior is None:
