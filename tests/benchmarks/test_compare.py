@@ -63,21 +63,19 @@ def test_a_count_that_is_not_a_number_is_refused(
     assert "argument --budget: 'ten' is not a whole number" in message
 
 
-def test_an_unknown_problem_is_refused_with_the_valid_names(
-    capsys: pytest.CaptureFixture[str],
+@pytest.mark.parametrize(
+    ("flag", "known", "valid_names"),
+    [
+        ("--problems", "branin", list(compare.PROBLEMS)),
+        ("--strategies", "optiloop", list(compare.STRATEGIES)),
+    ],
+)
+def test_an_unknown_name_is_refused_with_the_valid_names(
+    flag: str, known: str, valid_names: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    message = _refused(["--problems", "branin", "nope"], capsys)
-    assert "argument --problems: invalid choice: 'nope'" in message
-    for name in compare.PROBLEMS:
-        assert name in message
-
-
-def test_an_unknown_strategy_is_refused_with_the_valid_names(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    message = _refused(["--strategies", "optiloop", "nope"], capsys)
-    assert "argument --strategies: invalid choice: 'nope'" in message
-    for name in compare.STRATEGIES:
+    message = _refused([flag, known, "nope"], capsys)
+    assert f"argument {flag}: invalid choice: 'nope'" in message
+    for name in valid_names:
         assert name in message
 
 
